@@ -1,0 +1,73 @@
+"""Click tasks: the batch drain, the per-click task mode, and spool replay.
+
+The logic lives in ``webapp.clicks``; these wrappers only bind it to
+Celery, the app's database and its Redis client.
+"""
+
+import logging
+import os
+import socket
+import time
+
+from celery import shared_task
+from flask import current_app
+from redis import RedisError
+from sqlalchemy.exc import OperationalError
+
+from webapp.clicks import buffer, drain, spool
+from webapp.clicks.events import click_row
+from webapp.clicks.store import record_clicks
+from webapp.extensions import db
+from webapp.redis_client import worker_redis
+
+log = logging.getLogger(__name__)
+
+
+def consumer_name():
+    """Unique per worker process, so a dead process's messages can be told apart."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@shared_task(name="tasks.clicks.drain_click_buffer", acks_late=True)
+def drain_click_buffer():
+    cfg = current_app.config
+    client = worker_redis()
+    recorded = drain.drain_click_buffer(
+        client,
+        db.engine,
+        consumer_name(),
+        batch_size=cfg["CLICK_DRAIN_BATCH_SIZE"],
+        max_batches=cfg["CLICK_DRAIN_MAX_BATCHES"],
+        reclaim_idle_seconds=cfg["CLICK_RECLAIM_IDLE_SECONDS"],
+    )
+    client.set(buffer.LAST_DRAIN_KEY, f"{time.time():.3f}")
+    return recorded
+
+
+# max_retries comes from CLICK_TASK_MAX_RETRIES through task_annotations.
+@shared_task(
+    name="tasks.clicks.record_link_click",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    acks_late=True,
+)
+def record_link_click(event):
+    """Record one click (task mode). A deleted link or a repeat returns 0, never raises."""
+    row = click_row(event)
+    if row is None:
+        log.error("dropping malformed click message %r", event)
+        return 0
+    with db.engine.begin() as conn:
+        return record_clicks(conn, [row], check_duplicates=True)
+
+
+@shared_task(
+    name="tasks.clicks.replay_click_spool",
+    autoretry_for=(RedisError,),
+    retry_backoff=True,
+    max_retries=3,
+)
+def replay_click_spool():
+    return spool.replay_all()

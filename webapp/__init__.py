@@ -1,0 +1,66 @@
+"""Clickboard: short links and page-view analytics. ``create_app`` builds the app."""
+
+import os
+
+from flask import Flask, render_template
+
+from webapp import redis_client
+from webapp.clicks.events import parse_trusted_proxies
+from webapp.config import Config, finish_config
+from webapp.extensions import db, migrate
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def create_app(test_config=None):
+    app = Flask(
+        __name__,
+        instance_path=os.environ.get("CLICKBOARD_INSTANCE_PATH", os.path.join(PROJECT_ROOT, "instance")),
+        template_folder=os.path.join(PROJECT_ROOT, "templates"),
+        static_folder=os.path.join(PROJECT_ROOT, "static"),
+    )
+    app.config.from_object(Config)
+    if test_config:
+        app.config.update(test_config)
+    os.makedirs(app.instance_path, exist_ok=True)
+    finish_config(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    return app
+
+
+def register_extensions(app):
+    from webapp.celery_app import celery_init_app
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(PROJECT_ROOT, "migrations"))
+    redis_client.init_app(app)
+    app.extensions["clickboard.trusted_proxies"] = parse_trusted_proxies(app.config["TRUSTED_PROXIES"])
+    celery_init_app(app)
+
+
+def register_blueprints(app):
+    from webapp import health, home, redirects
+    from webapp.api import bp as api_bp
+
+    app.register_blueprint(redirects.bp)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(home.bp)
+
+
+def register_errorhandlers(app):
+    def render_error(error):
+        code = getattr(error, "code", 500)
+        return render_template("error.html", code=code, description=getattr(error, "description", "")), code
+
+    for code in (400, 401, 403, 404, 405, 413, 429, 500):
+        app.errorhandler(code)(render_error)
+
+
+def register_commands(app):
+    from webapp import cli
+
+    cli.init_app(app)

@@ -1,0 +1,46 @@
+"""Creating users, and the first admin from ADMIN_EMAIL / ADMIN_PASSWORD."""
+
+import re
+import secrets
+
+from webapp.extensions import db
+from webapp.models import User
+
+EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+MIN_PASSWORD_LENGTH = 8
+
+
+class InvalidUser(ValueError):
+    pass
+
+
+def create_user(email, password, is_admin=False):
+    email = (email or "").strip().lower()
+    if not EMAIL_PATTERN.fullmatch(email) or len(email) > 254:
+        raise InvalidUser(f"'{email}' is not a valid email address")
+    if len(password or "") < MIN_PASSWORD_LENGTH:
+        raise InvalidUser(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+    if db.session.execute(db.select(User.id).where(User.email == email)).first():
+        raise InvalidUser(f"a user with email {email} already exists")
+    user = User(email=email, is_admin=is_admin)
+    user.set_password(password)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+def ensure_admin(email, password):
+    """Create the first admin if there are no users; return (user, generated password or None)."""
+    existing = db.session.execute(db.select(User).order_by(User.id).limit(1)).scalar_one_or_none()
+    if existing is not None:
+        return existing, None
+    generated = None
+    if not password:
+        generated = password = secrets.token_urlsafe(12)
+    return create_user(email, password, is_admin=True), generated
+
+
+def find_user(email):
+    return db.session.execute(
+        db.select(User).where(User.email == (email or "").strip().lower())
+    ).scalar_one_or_none()

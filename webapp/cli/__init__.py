@@ -1,0 +1,8 @@
+"""``flask`` commands. Each module adds one group; ``init_app`` registers them all."""
+
+from webapp.cli import accounts, links, setup
+
+
+def init_app(app):
+    for group in (accounts.users, accounts.tokens, links.links, links.clicks, setup.setup):
+        app.cli.add_command(group)

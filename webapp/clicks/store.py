@@ -1,0 +1,88 @@
+"""Where a click becomes a row: click rows plus the counters kept beside them.
+
+``record_clicks`` is the only writer of ``click``, ``link_counter`` and
+``link_hourly_clicks``. The batch drain calls it with thousands of clicks,
+the per-click task with one; either way it runs inside the caller's
+transaction, so rows and counters commit together or not at all.
+"""
+
+from collections import defaultdict
+
+from sqlalchemy import case, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from webapp.models import Click, Link, LinkCounter, LinkHourlyClicks
+
+# Keeps every IN (...) list well under SQLite's bound-parameter limit.
+LOOKUP_CHUNK = 900
+
+
+def record_clicks(conn, rows, check_duplicates):
+    """Insert click rows and add them to the counters; return how many were new.
+
+    Rows for links deleted since the click drop out. With
+    ``check_duplicates`` (re-delivered or replayed messages), rows whose
+    ``event_id`` is already stored drop out too, so nothing counts twice.
+    """
+    rows = rows_for_existing_links(conn, rows)
+    if check_duplicates:
+        rows = rows_not_yet_recorded(conn, rows)
+    if not rows:
+        return 0
+    conn.execute(insert(Click), rows)
+    upsert_sums(conn, LinkCounter, ["link_id"], counter_rows(rows), latest=["last_click_at"])
+    upsert_sums(conn, LinkHourlyClicks, ["link_id", "hour"], hourly_rows(rows))
+    return len(rows)
+
+
+def chunks(items, size=LOOKUP_CHUNK):
+    items = list(items)
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def rows_for_existing_links(conn, rows):
+    link_ids = {row["link_id"] for row in rows}
+    existing = set()
+    for chunk in chunks(link_ids):
+        existing.update(conn.scalars(select(Link.id).where(Link.id.in_(chunk))))
+    return rows if existing == link_ids else [row for row in rows if row["link_id"] in existing]
+
+
+def rows_not_yet_recorded(conn, rows):
+    unique = {row["event_id"]: row for row in rows}  # also drops duplicates within the batch
+    seen = set()
+    for chunk in chunks(unique):
+        seen.update(conn.scalars(select(Click.event_id).where(Click.event_id.in_(chunk))))
+    return [row for event_id, row in unique.items() if event_id not in seen]
+
+
+def counter_rows(rows):
+    totals = defaultdict(lambda: {"clicks": 0, "bot_clicks": 0, "last_click_at": None})
+    for row in rows:
+        total = totals[row["link_id"]]
+        total["bot_clicks" if row["is_bot"] else "clicks"] += 1
+        if total["last_click_at"] is None or row["created_at"] > total["last_click_at"]:
+            total["last_click_at"] = row["created_at"]
+    return [{"link_id": link_id, **total} for link_id, total in totals.items()]
+
+
+def hourly_rows(rows):
+    totals = defaultdict(lambda: {"clicks": 0, "bot_clicks": 0})
+    for row in rows:
+        hour = row["created_at"].replace(minute=0, second=0, microsecond=0)
+        totals[(row["link_id"], hour)]["bot_clicks" if row["is_bot"] else "clicks"] += 1
+    return [{"link_id": link_id, "hour": hour, **total} for (link_id, hour), total in totals.items()]
+
+
+def upsert_sums(conn, model, keys, rows, latest=()):
+    """One ``INSERT ... ON CONFLICT DO UPDATE`` per row: add the counts, keep the latest time."""
+    table = model.__table__
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = dialect_insert(table)
+    summed = [name for name in rows[0] if name not in keys and name not in latest]
+    updates = {name: table.c[name] + stmt.excluded[name] for name in summed}
+    for name in latest:
+        newer = (table.c[name].is_(None)) | (stmt.excluded[name] > table.c[name])
+        updates[name] = case((newer, stmt.excluded[name]), else_=table.c[name])
+    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=updates), rows)

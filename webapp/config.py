@@ -1,0 +1,156 @@
+"""Configuration read from the environment.
+
+Every setting has a default that works on a laptop (SQLite under ``instance/``,
+an embedded Redis started by ``make run``); production overrides them with
+environment variables, listed with their meaning in ``.env.example``.
+"""
+
+import os
+import secrets
+from datetime import timedelta
+
+from kombu import Exchange, Queue
+
+TASK_QUEUES = ("clicks", "reports", "default")
+
+
+def env_int(name, default):
+    return int(os.environ.get(name, default))
+
+
+def env_float(name, default):
+    return float(os.environ.get(name, default))
+
+
+def env_list(name, default=""):
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def default_database_url(instance_path):
+    return "sqlite:///" + os.path.join(instance_path, "clickboard.sqlite3")
+
+
+def celery_config(cfg):
+    """The nested ``CELERY`` dict, in the shape of Flask's Celery example."""
+    broker_url = cfg.get("CELERY_BROKER_URL") or cfg["REDIS_URL"]
+    drain_interval = cfg["CLICK_DRAIN_INTERVAL"]
+    queues = [Queue(name, Exchange(name), routing_key=name) for name in TASK_QUEUES]
+    return {
+        "broker_url": broker_url,
+        "task_ignore_result": True,
+        "task_queues": queues,
+        "task_default_queue": "default",
+        "task_create_missing_queues": False,
+        "task_routes": {
+            "tasks.clicks.record_link_click": {"queue": "clicks"},
+            "tasks.clicks.drain_click_buffer": {"queue": "clicks"},
+            "tasks.clicks.replay_click_spool": {"queue": "clicks"},
+            "tasks.reports.*": {"queue": "reports"},
+        },
+        "task_annotations": {
+            "tasks.clicks.record_link_click": {"max_retries": cfg["CLICK_TASK_MAX_RETRIES"]},
+        },
+        "beat_schedule": {
+            "drain-click-buffer": {
+                "task": "tasks.clicks.drain_click_buffer",
+                "schedule": timedelta(seconds=drain_interval),
+                # A drain that waited longer than one interval is superseded
+                # by the next one; dropping it keeps a stopped worker from
+                # coming back to a pile of identical tasks.
+                "options": {"expires": max(drain_interval, 1.0)},
+            },
+            "replay-click-spool": {
+                "task": "tasks.clicks.replay_click_spool",
+                "schedule": timedelta(seconds=15),
+                "options": {"expires": 15},
+            },
+        },
+        "timezone": "UTC",
+        "enable_utc": True,
+        "worker_hijack_root_logger": False,
+        "broker_connection_retry_on_startup": True,
+        # A producer must never hang a web request when the broker is down:
+        # bounded connect/socket timeouts and at most one quick publish retry.
+        "broker_connection_timeout": 1.0,
+        "broker_transport_options": {
+            "socket_timeout": 1.0,
+            "socket_connect_timeout": 1.0,
+            # Longer than any task we run, or Redis redelivers it (see README).
+            "visibility_timeout": 3600,
+        },
+        "task_publish_retry_policy": {
+            "max_retries": 1,
+            "interval_start": 0,
+            "interval_step": 0.1,
+            "interval_max": 0.1,
+        },
+    }
+
+
+class Config:
+    """Defaults; ``create_app`` fills in the ones that depend on paths."""
+
+    SECRET_KEY = os.environ.get("SECRET_KEY")
+    SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL")
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL")
+
+    # Seconds a request waits on Redis before treating it as down.
+    REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 0.1)
+    # After a Redis failure, requests skip Redis for this long (circuit breaker).
+    REDIS_RETRY_AFTER = env_float("REDIS_RETRY_AFTER", 1.0)
+
+    CLICK_CAPTURE_MODE = os.environ.get("CLICK_CAPTURE_MODE", "batch")  # batch | task
+    CLICK_DRAIN_INTERVAL = env_float("CLICK_DRAIN_INTERVAL", 2.0)
+    CLICK_DRAIN_BATCH_SIZE = env_int("CLICK_DRAIN_BATCH_SIZE", 5000)
+    CLICK_DRAIN_MAX_BATCHES = env_int("CLICK_DRAIN_MAX_BATCHES", 20)
+    # A message unacknowledged this long belongs to a dead drain: reclaim it.
+    CLICK_RECLAIM_IDLE_SECONDS = env_float("CLICK_RECLAIM_IDLE_SECONDS", 60)
+    CLICK_TASK_MAX_RETRIES = env_int("CLICK_TASK_MAX_RETRIES", 5)
+    CLICK_SPOOL_DIR = os.environ.get("CLICK_SPOOL_DIR")
+
+    REDIRECT_STATUS_CODE = env_int("REDIRECT_STATUS_CODE", 302)
+    LINK_CACHE_SECONDS = env_int("LINK_CACHE_SECONDS", 300)
+    TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+    PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "")
+
+    ADMIN_EMAIL = os.environ.get("ADMIN_EMAIL", "admin@example.com")
+    ADMIN_PASSWORD = os.environ.get("ADMIN_PASSWORD")
+
+
+def development_secret_key(app):
+    """A per-checkout key kept in ``instance/`` so `make run` needs no setup.
+
+    Outside development a missing SECRET_KEY is an error at start-up rather
+    than a silently weak deployment.
+    """
+    if not (app.debug or app.testing or os.environ.get("CLICKBOARD_DEV")):
+        raise RuntimeError("SECRET_KEY must be set (see .env.example)")
+    path = os.path.join(app.instance_path, "secret_key")
+    if not os.path.exists(path):
+        os.makedirs(app.instance_path, exist_ok=True)
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as key_file:
+            key_file.write(secrets.token_hex(32))
+    with open(path) as key_file:
+        return key_file.read().strip()
+
+
+def finish_config(app):
+    """Derive the settings that depend on other settings or on paths."""
+    cfg = app.config
+    if not cfg.get("SQLALCHEMY_DATABASE_URI"):
+        cfg["SQLALCHEMY_DATABASE_URI"] = default_database_url(app.instance_path)
+    if cfg["SQLALCHEMY_DATABASE_URI"].startswith("postgres://"):
+        cfg["SQLALCHEMY_DATABASE_URI"] = "postgresql://" + cfg["SQLALCHEMY_DATABASE_URI"][11:]
+    if cfg["SQLALCHEMY_DATABASE_URI"].startswith("postgresql://"):
+        cfg["SQLALCHEMY_DATABASE_URI"] = "postgresql+psycopg://" + cfg["SQLALCHEMY_DATABASE_URI"][13:]
+    if not cfg.get("CLICK_SPOOL_DIR"):
+        cfg["CLICK_SPOOL_DIR"] = os.path.join(app.instance_path, "spool")
+    if not cfg.get("SECRET_KEY"):
+        cfg["SECRET_KEY"] = development_secret_key(app)
+    if cfg["CLICK_CAPTURE_MODE"] not in ("batch", "task"):
+        raise RuntimeError("CLICK_CAPTURE_MODE must be 'batch' or 'task'")
+    if cfg["REDIRECT_STATUS_CODE"] not in (301, 302, 307, 308):
+        raise RuntimeError("REDIRECT_STATUS_CODE must be one of 301, 302, 307, 308")
+    cfg.setdefault("CELERY", celery_config(cfg))

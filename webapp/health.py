@@ -1,0 +1,95 @@
+"""GET /healthz (JSON, 200 or 503) and GET /metrics (Prometheus text).
+
+Both are public, like the redirect: they expose counts and states, never
+link targets or user data. Each check has its own short timeout, so a dead
+dependency makes the check fail fast instead of hanging the probe.
+"""
+
+import time
+
+from flask import Blueprint, Response, current_app, jsonify
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from sqlalchemy import text
+
+from webapp.clicks import buffer, spool
+from webapp.extensions import db
+from webapp.redis_client import request_redis
+
+bp = Blueprint("health", __name__)
+
+
+def check_database():
+    db.session.execute(text("SELECT 1"))
+    return {"ok": True}
+
+
+def check_redis():
+    client = request_redis().client
+    client.ping()
+    length, lag = buffer.backlog(client)
+    return {"ok": True, "click_backlog": length, "click_lag_seconds": round(lag, 3)}
+
+
+def check_broker():
+    celery_app = current_app.extensions["celery"]
+    with celery_app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=1)
+    return {"ok": True}
+
+
+def check_workers():
+    """Workers are alive if the periodic drain ran recently."""
+    last = request_redis().client.get(buffer.LAST_DRAIN_KEY)
+    age = time.time() - float(last) if last else None
+    limit = 3 * current_app.config["CLICK_DRAIN_INTERVAL"] + 10
+    return {"ok": age is not None and age < limit, "last_drain_seconds_ago": age and round(age, 1)}
+
+
+CHECKS = {"db": check_database, "redis": check_redis, "broker": check_broker, "workers": check_workers}
+
+
+def run_check(check):
+    try:
+        return check()
+    except Exception as exc:  # noqa: BLE001 - any failure is a reportable state
+        if check is check_database:
+            db.session.rollback()
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+
+
+@bp.get("/healthz")
+def healthz():
+    results = {name: run_check(check) for name, check in CHECKS.items()}
+    results["spool_files"] = spool.pending_count()
+    healthy = all(result["ok"] for name, result in results.items() if name in CHECKS)
+    return jsonify(status="ok" if healthy else "degraded", **results), 200 if healthy else 503
+
+
+class ClickPipelineCollector:
+    """Reads the counters the redirect and the drain keep in Redis."""
+
+    def collect(self):
+        client = request_redis().client
+        totals = buffer.counters(client)
+        length, lag = buffer.backlog(client)
+        for name, value in totals.items():
+            yield CounterMetricFamily(f"clickboard_{name}", f"Total {name.replace('_', ' ')}", value=value)
+        yield GaugeMetricFamily("clickboard_click_backlog", "Clicks buffered, not yet drained", value=length)
+        yield GaugeMetricFamily(
+            "clickboard_click_lag_seconds", "Age of the oldest undrained click", value=lag
+        )
+        yield GaugeMetricFamily(
+            "clickboard_spool_files", "Spool files waiting on this host", value=spool.pending_count()
+        )
+
+
+@bp.get("/metrics")
+def metrics():
+    registry = CollectorRegistry()
+    registry.register(ClickPipelineCollector())
+    try:
+        body = generate_latest(registry)
+    except Exception as exc:  # noqa: BLE001
+        return Response(f"# metrics unavailable: {type(exc).__name__}\n", status=503, mimetype="text/plain")
+    return Response(body, mimetype="text/plain; version=0.0.4")

@@ -1,0 +1,89 @@
+"""Pure rules for link targets and slugs: validation, normalisation, generation.
+
+Nothing here touches the database, so the rules can be tested exhaustively.
+"""
+
+import re
+import secrets
+from urllib.parse import urlsplit, urlunsplit
+
+from webapp.models import SLUG_MAX_LENGTH, URL_MAX_LENGTH
+
+# No 0/o, 1/l/i: a generated slug read aloud or off paper is typed right.
+SLUG_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
+GENERATED_SLUG_LENGTH = 7
+SLUG_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?")
+RESERVED_SLUGS = frozenset(
+    """
+    admin api app assets auth dashboard docs favicon.ico healthz help links
+    login logout me metrics new ops r reports robots.txt settings signup static
+    stats status tokens users www
+    """.split()
+)
+DEFAULT_PORTS = {"http": 80, "https": 443}
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x20\x7f]")
+
+
+class InvalidLink(ValueError):
+    """A target URL or slug that cannot be accepted; the message is for the user."""
+
+
+def normalise_url(raw):
+    """Return the canonical form of a target URL, or raise ``InvalidLink``.
+
+    Scheme and host are lower-cased, default ports and the fragment dropped,
+    an empty path becomes ``/``, so equivalent URLs compare equal.
+    """
+    if not isinstance(raw, str) or not raw.strip():
+        raise InvalidLink("url is required")
+    url = raw.strip()
+    if len(url) > URL_MAX_LENGTH:
+        raise InvalidLink(f"url is longer than {URL_MAX_LENGTH} characters")
+    if CONTROL_CHARACTERS.search(url):
+        raise InvalidLink("url contains spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidLink(f"url is malformed: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise InvalidLink("url must start with http:// or https://")
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise InvalidLink("url must include a host name")
+    host = encode_host(host)
+    netloc = host if ":" not in host else f"[{host}]"
+    if parts.username or parts.password:
+        raise InvalidLink("url must not contain a user name or password")
+    if port is not None and port != DEFAULT_PORTS[scheme]:
+        netloc = f"{netloc}:{port}"
+    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+
+
+def encode_host(host):
+    try:
+        return host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise InvalidLink("url has an invalid host name") from None
+
+
+def normalise_slug(raw):
+    """Return the slug as stored (lower case), or raise ``InvalidLink``."""
+    if not isinstance(raw, str) or not raw:
+        raise InvalidLink("slug must be a non-empty string")
+    slug = raw.strip().lower()
+    if len(slug) > SLUG_MAX_LENGTH:
+        raise InvalidLink(f"slug is longer than {SLUG_MAX_LENGTH} characters")
+    if not SLUG_PATTERN.fullmatch(slug):
+        raise InvalidLink(
+            "slug may contain only letters, digits, '-' and '_', "
+            "and must start and end with a letter or digit"
+        )
+    if slug in RESERVED_SLUGS:
+        raise InvalidLink(f"slug '{slug}' is reserved")
+    return slug
+
+
+def generate_slug():
+    return "".join(secrets.choice(SLUG_ALPHABET) for _ in range(GENERATED_SLUG_LENGTH))

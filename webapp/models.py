@@ -1,0 +1,104 @@
+"""Database tables. Times are naive UTC throughout (SQLite has no time zones).
+
+Click rows are written only by the click drain (``webapp.clicks.store``);
+``LinkCounter`` and ``LinkHourlyClicks`` are the rollups it keeps beside them
+so that nothing on a request path ever counts click rows.
+"""
+
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from webapp.extensions import db
+
+# SQLite only auto-increments a column declared exactly INTEGER.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+URL_MAX_LENGTH = 2048
+SLUG_MAX_LENGTH = 64
+REFERRER_MAX_LENGTH = 512
+USER_AGENT_MAX_LENGTH = 512
+
+
+def utcnow():
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class User(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    def set_password(self, password):
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password):
+        return check_password_hash(self.password_hash, password)
+
+
+class ApiToken(db.Model):
+    """A bearer token; only its SHA-256 is stored, the token is shown once."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    user: Mapped[User] = relationship()
+
+
+class Link(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(SLUG_MAX_LENGTH), unique=True)
+    target_url: Mapped[str] = mapped_column(String(URL_MAX_LENGTH))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"), index=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # None: use the deployment's REDIRECT_STATUS_CODE.
+    redirect_code: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    owner: Mapped[User | None] = relationship()
+    counter: Mapped["LinkCounter | None"] = relationship(lazy="joined", viewonly=True)
+
+
+class Click(db.Model):
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # Made when the click is captured; unique so that a batch delivered twice
+    # (drain killed after commit, spool replayed twice) is counted once.
+    event_id: Mapped[str] = mapped_column(String(32), unique=True)
+    link_id: Mapped[int] = mapped_column(ForeignKey("link.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    referrer: Mapped[str | None] = mapped_column(String(REFERRER_MAX_LENGTH))
+    user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_MAX_LENGTH))
+    ip_anonymised: Mapped[str | None] = mapped_column(String(64))
+    is_bot: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (Index("ix_click_link_created", "link_id", "created_at"),)
+
+
+class LinkCounter(db.Model):
+    """Running totals per link, upserted once per link per drained batch."""
+
+    link_id: Mapped[int] = mapped_column(ForeignKey("link.id", ondelete="CASCADE"), primary_key=True)
+    clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+    bot_clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_click_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class LinkHourlyClicks(db.Model):
+    """Clicks per link per UTC hour: the source of every chart."""
+
+    link_id: Mapped[int] = mapped_column(ForeignKey("link.id", ondelete="CASCADE"), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
+    clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+    bot_clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    __table_args__ = (Index("ix_link_hourly_clicks_hour", "hour"),)

@@ -1,0 +1,55 @@
+"""Redis connections: one for request paths, guarded, and one for workers.
+
+A request must never wait long on Redis: the request client has
+sub-second socket timeouts and no retries, and sits behind a ``Breaker``
+(``REDIS_RETRY_AFTER``).
+"""
+
+import redis
+from flask import current_app
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from webapp.breaker import Breaker
+
+REQUEST_CLIENT = "clickboard.redis.request"
+WORKER_CLIENT = "clickboard.redis.worker"
+
+
+class RedisGuard(Breaker):
+    """The request client with its breaker."""
+
+    def __init__(self, client, retry_after):
+        super().__init__(retry_after)
+        self.client = client
+
+
+def make_client(url, timeout):
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        decode_responses=True,
+        health_check_interval=30,
+        # The guard decides when to try again; redis-py's own retries would
+        # multiply the time a request can spend on a dead server.
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+def init_app(app):
+    url = app.config["REDIS_URL"]
+    app.extensions[REQUEST_CLIENT] = RedisGuard(
+        make_client(url, app.config["REDIS_SOCKET_TIMEOUT"]), app.config["REDIS_RETRY_AFTER"]
+    )
+    app.extensions[WORKER_CLIENT] = make_client(url, 10.0)
+
+
+def request_redis():
+    """The guarded client for request handlers."""
+    return current_app.extensions[REQUEST_CLIENT]
+
+
+def worker_redis():
+    """A client with generous timeouts for tasks, CLI commands and health checks."""
+    return current_app.extensions[WORKER_CLIENT]
