@@ -7,6 +7,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from webapp.auth.tokens import issue_token
 from webapp.auth.users import ensure_admin
 from webapp.clicks.events import anonymise_ip, click_row, new_event_id
 from webapp.clicks.store import record_clicks
@@ -32,14 +33,22 @@ DEMO_AGENTS = [
 @with_appcontext
 def setup(demo):
     """Create the first admin (ADMIN_EMAIL/ADMIN_PASSWORD) and demo data if empty."""
+    for line in run_setup(demo):
+        click.echo(line)
+
+
+def run_setup(demo):
+    """First-run set-up; yields what to tell the user. Does nothing the second time."""
     cfg = current_app.config
     admin, generated = ensure_admin(cfg["ADMIN_EMAIL"], cfg["ADMIN_PASSWORD"])
     if generated:
-        click.echo(f"Created admin {admin.email} with password: {generated}")
-        click.echo("  (set ADMIN_EMAIL / ADMIN_PASSWORD in .env to choose them)")
+        yield f"Created admin {admin.email} with password: {generated}"
+        yield "  (shown once; set ADMIN_EMAIL / ADMIN_PASSWORD in .env to choose them)"
     if demo and db.session.execute(db.select(Link.id).limit(1)).first() is None:
         count = seed_demo(admin)
-        click.echo(f"Added {len(DEMO_LINKS)} demo links with {count} clicks.")
+        _, token = issue_token(admin, "demo")
+        yield f"Added {len(DEMO_LINKS)} demo links with {count} clicks, e.g. /r/htmx"
+        yield f"API token for {admin.email} (shown once): {token}"
 
 
 def seed_demo(owner, days=7, clicks_per_link=150, rng=None):
