@@ -6,7 +6,7 @@ from flask import Flask, render_template
 
 from webapp import redis_client
 from webapp.clicks.events import parse_trusted_proxies
-from webapp.config import Config, finish_config
+from webapp.config import finish_config, load_config
 from webapp.extensions import db, migrate
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,7 +19,7 @@ def create_app(test_config=None):
         template_folder=os.path.join(PROJECT_ROOT, "templates"),
         static_folder=os.path.join(PROJECT_ROOT, "static"),
     )
-    app.config.from_object(Config)
+    app.config.update(load_config())
     if test_config:
         app.config.update(test_config)
     os.makedirs(app.instance_path, exist_ok=True)

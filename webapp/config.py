@@ -14,18 +14,6 @@ from kombu import Exchange, Queue
 TASK_QUEUES = ("clicks", "reports", "default")
 
 
-def env_int(name, default):
-    return int(os.environ.get(name, default))
-
-
-def env_float(name, default):
-    return float(os.environ.get(name, default))
-
-
-def env_list(name, default=""):
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
-
-
 def default_database_url(instance_path):
     return "sqlite:///" + os.path.join(instance_path, "clickboard.sqlite3")
 
@@ -87,36 +75,44 @@ def celery_config(cfg):
     }
 
 
-class Config:
-    """Defaults; ``create_app`` fills in the ones that depend on paths."""
+def load_config(environ=os.environ):
+    """Settings from the environment, read when the app is created (so tests can set them)."""
 
-    SECRET_KEY = os.environ.get("SECRET_KEY")
-    SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL")
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
-    REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL")
+    def text(name, default=None):
+        return environ.get(name, default)
 
-    # Seconds a request waits on Redis before treating it as down.
-    REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 0.1)
-    # After a Redis failure, requests skip Redis for this long (circuit breaker).
-    REDIS_RETRY_AFTER = env_float("REDIS_RETRY_AFTER", 1.0)
+    def number(name, default, kind=float):
+        try:
+            return kind(environ.get(name, default))
+        except ValueError:
+            raise RuntimeError(f"{name} must be a number, not {environ.get(name)!r}") from None
 
-    CLICK_CAPTURE_MODE = os.environ.get("CLICK_CAPTURE_MODE", "batch")  # batch | task
-    CLICK_DRAIN_INTERVAL = env_float("CLICK_DRAIN_INTERVAL", 2.0)
-    CLICK_DRAIN_BATCH_SIZE = env_int("CLICK_DRAIN_BATCH_SIZE", 5000)
-    CLICK_DRAIN_MAX_BATCHES = env_int("CLICK_DRAIN_MAX_BATCHES", 20)
-    # A message unacknowledged this long belongs to a dead drain: reclaim it.
-    CLICK_RECLAIM_IDLE_SECONDS = env_float("CLICK_RECLAIM_IDLE_SECONDS", 60)
-    CLICK_TASK_MAX_RETRIES = env_int("CLICK_TASK_MAX_RETRIES", 5)
-    CLICK_SPOOL_DIR = os.environ.get("CLICK_SPOOL_DIR")
-
-    REDIRECT_STATUS_CODE = env_int("REDIRECT_STATUS_CODE", 302)
-    LINK_CACHE_SECONDS = env_int("LINK_CACHE_SECONDS", 300)
-    TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
-    PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "")
-
-    ADMIN_EMAIL = os.environ.get("ADMIN_EMAIL", "admin@example.com")
-    ADMIN_PASSWORD = os.environ.get("ADMIN_PASSWORD")
+    return {
+        "SECRET_KEY": text("SECRET_KEY"),
+        "SQLALCHEMY_DATABASE_URI": text("DATABASE_URL"),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "MAX_CONTENT_LENGTH": 1024 * 1024,
+        "REDIS_URL": text("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "CELERY_BROKER_URL": text("CELERY_BROKER_URL"),
+        # Seconds a request waits on Redis before treating it as down.
+        "REDIS_SOCKET_TIMEOUT": number("REDIS_SOCKET_TIMEOUT", 0.1),
+        # After a Redis or broker failure, requests skip it for this long.
+        "REDIS_RETRY_AFTER": number("REDIS_RETRY_AFTER", 1.0),
+        "CLICK_CAPTURE_MODE": text("CLICK_CAPTURE_MODE", "batch"),  # batch | task
+        "CLICK_DRAIN_INTERVAL": number("CLICK_DRAIN_INTERVAL", 2.0),
+        "CLICK_DRAIN_BATCH_SIZE": number("CLICK_DRAIN_BATCH_SIZE", 5000, int),
+        "CLICK_DRAIN_MAX_BATCHES": number("CLICK_DRAIN_MAX_BATCHES", 20, int),
+        # A message unacknowledged this long belongs to a dead drain: reclaim it.
+        "CLICK_RECLAIM_IDLE_SECONDS": number("CLICK_RECLAIM_IDLE_SECONDS", 60),
+        "CLICK_TASK_MAX_RETRIES": number("CLICK_TASK_MAX_RETRIES", 5, int),
+        "CLICK_SPOOL_DIR": text("CLICK_SPOOL_DIR"),
+        "REDIRECT_STATUS_CODE": number("REDIRECT_STATUS_CODE", 302, int),
+        "LINK_CACHE_SECONDS": number("LINK_CACHE_SECONDS", 300, int),
+        "TRUSTED_PROXIES": [item.strip() for item in text("TRUSTED_PROXIES", "").split(",") if item.strip()],
+        "PUBLIC_BASE_URL": text("PUBLIC_BASE_URL", ""),
+        "ADMIN_EMAIL": text("ADMIN_EMAIL", "admin@example.com"),
+        "ADMIN_PASSWORD": text("ADMIN_PASSWORD"),
+    }
 
 
 def development_secret_key(app):

@@ -1,0 +1,166 @@
+"""Shared fixtures.
+
+Every test gets a fresh database (SQLite by default, PostgreSQL when
+``TEST_DATABASE_URL`` is set) and an empty real Redis (the embedded
+redis-server, on a private port). Integration tests start real worker,
+beat and gunicorn processes with ``start_worker`` / ``start_web`` and the
+same environment the in-process ``app`` was built from.
+"""
+
+import os
+import shutil
+
+import pytest
+from flask_migrate import upgrade
+from sqlalchemy import create_engine, text
+
+from tests.processes import RedisServer, WebServer, celery_beat, celery_worker
+from webapp import create_app
+from webapp.auth.tokens import issue_token
+from webapp.auth.users import create_user
+from webapp.extensions import db
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+TEST_BROKER_URL = os.environ.get("TEST_BROKER_URL")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = RedisServer(str(tmp_path_factory.mktemp("redis"))).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server):
+    if redis_server.process is None:  # a test stopped it and failed before restarting
+        redis_server.start()
+    client = redis_server.client()
+    client.flushall()
+    return client
+
+
+@pytest.fixture(scope="session")
+def migrated_database(tmp_path_factory):
+    """Migrate once per session: a SQLite template file, or the PostgreSQL test database."""
+    if TEST_DATABASE_URL:
+        reset_postgres_schema(TEST_DATABASE_URL)
+        migrate(TEST_DATABASE_URL, str(tmp_path_factory.mktemp("instance")))
+        return TEST_DATABASE_URL
+    template = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    migrate(f"sqlite:///{template}", str(tmp_path_factory.mktemp("instance")))
+    return str(template)
+
+
+def migrate(url, instance_path):
+    os.environ["CLICKBOARD_INSTANCE_PATH"] = instance_path
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url})
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+
+
+def reset_postgres_schema(url):
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture
+def database_url(migrated_database, tmp_path):
+    if TEST_DATABASE_URL:
+        tables = ", ".join(f'"{table.name}"' for table in db.metadata.sorted_tables)
+        engine = create_engine(TEST_DATABASE_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+        with engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        engine.dispose()
+        return TEST_DATABASE_URL
+    path = tmp_path / "clickboard.sqlite3"
+    shutil.copy(migrated_database, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def app_env(database_url, redis_client, redis_server, tmp_path):
+    """The environment of the app under test, shared by in-process app and subprocesses."""
+    instance = tmp_path / "instance"
+    instance.mkdir(exist_ok=True)
+    return {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_server.url,
+        "CELERY_BROKER_URL": redis_server.url,
+        "CLICKBOARD_INSTANCE_PATH": str(instance),
+        "SECRET_KEY": "test-secret-key",
+        "CLICK_DRAIN_INTERVAL": "0.5",
+        "CLICK_RECLAIM_IDLE_SECONDS": "3",
+        "REDIS_RETRY_AFTER": "0.5",
+    }
+
+
+@pytest.fixture
+def app(app_env, monkeypatch):
+    for name, value in app_env.items():
+        monkeypatch.setenv(name, value)
+    app = create_app({"TESTING": True})
+    with app.app_context():
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def user(app):
+    return create_user("owner@example.com", "correct horse battery", is_admin=False)
+
+
+@pytest.fixture
+def api_headers(user):
+    _, plaintext = issue_token(user, "tests")
+    return {"Authorization": f"Bearer {plaintext}"}
+
+
+@pytest.fixture
+def processes(app_env, tmp_path):
+    """Start real processes with the test's environment; all are stopped at teardown.
+
+    ``processes.worker(**env)``, ``processes.beat(**env)`` and
+    ``processes.web(**env)`` each return a started process; keyword arguments
+    override environment variables for that process only.
+    """
+    started = []
+
+    class Starter:
+        @staticmethod
+        def environment(overrides):
+            return {**os.environ, **app_env, **{key: str(value) for key, value in overrides.items()}}
+
+        def worker(self, name="worker", queues="clicks,reports,default", concurrency=1, **env):
+            proc = celery_worker(self.environment(env), str(tmp_path), queues, concurrency, name)
+            started.append(proc)
+            return proc.start()
+
+        def beat(self, **env):
+            proc = celery_beat(self.environment(env), str(tmp_path))
+            started.append(proc)
+            return proc.start()
+
+        def web(self, workers=2, **env):
+            proc = WebServer(self.environment(env), str(tmp_path), workers=workers)
+            started.append(proc)
+            return proc.start()
+
+    yield Starter()
+    for proc in reversed(started):
+        proc.stop()

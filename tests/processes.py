@@ -1,0 +1,166 @@
+"""Real processes for integration tests: redis-server, Celery worker and beat, gunicorn.
+
+Each runs as a subprocess with its own environment (the same variables a
+deployment sets), its output in a log file the failure message points at.
+"""
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import redis
+import requests
+
+from webapp import PROJECT_ROOT, embedded_redis
+
+BIN = os.path.dirname(sys.executable)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, timeout=20.0, interval=0.1, message="condition"):
+    """Poll until ``predicate()`` is truthy; return its value or fail with ``message``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+class RedisServer:
+    """An embedded redis-server on a free port that tests may stop and restart."""
+
+    def __init__(self, data_dir):
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.process = None
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        # Append-only on, as in `make run`: a restart must keep the buffer.
+        self.process = embedded_redis.start(self.port, self.data_dir, appendonly=True)
+        return self
+
+    def stop(self):
+        if self.process is not None:
+            embedded_redis.stop(self.process)
+            self.process = None
+
+    def client(self):
+        return redis.Redis.from_url(self.url, decode_responses=True)
+
+
+class ManagedProcess:
+    """A subprocess started with the app's environment, stoppable or killable."""
+
+    def __init__(self, name, command, env, log_dir):
+        self.name = name
+        self.command = command
+        self.env = env
+        self.log_path = os.path.join(log_dir, f"{name}.log")
+        self.process = None
+
+    def start(self):
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            self.command,
+            env=self.env,
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.log = log
+        return self
+
+    @property
+    def running(self):
+        return self.process is not None and self.process.poll() is None
+
+    def log_text(self):
+        with open(self.log_path, errors="replace") as log:
+            return log.read()
+
+    def stop(self, timeout=15):
+        """Warm shutdown (SIGTERM), then SIGKILL for anything left in the group."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout)
+        self.kill_group()
+
+    def kill(self):
+        """SIGKILL the whole process group at once: a crash, not a shutdown."""
+        if self.process is not None:
+            self.kill_group()
+
+    def kill_group(self):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+        self.log.close()
+
+
+def celery_worker(env, log_dir, queues="clicks,reports,default", concurrency=1, name="worker", extra=()):
+    command = [
+        os.path.join(BIN, "celery"), "-A", "celery_worker", "worker",
+        "-Q", queues, "--concurrency", str(concurrency), "--pool", "prefork",
+        "--loglevel", "INFO", "--hostname", f"{name}@%h", "--without-mingle", "--without-gossip",
+        *extra,
+    ]  # fmt: skip
+    return ManagedProcess(name, command, env, log_dir)
+
+
+def celery_beat(env, log_dir):
+    schedule = os.path.join(log_dir, "celerybeat-schedule")
+    command = [
+        os.path.join(BIN, "celery"), "-A", "celery_worker", "beat",
+        "--loglevel", "INFO", "--schedule", schedule,
+    ]  # fmt: skip
+    return ManagedProcess("beat", command, env, log_dir)
+
+
+class WebServer(ManagedProcess):
+    """gunicorn serving ``wsgi:app`` on a free port."""
+
+    def __init__(self, env, log_dir, workers=2, app="wsgi:app"):
+        self.port = free_port()
+        command = [
+            os.path.join(BIN, "gunicorn"), "-c", os.path.join(PROJECT_ROOT, "gunicorn.conf.py"),
+            "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers), app,
+        ]  # fmt: skip
+        super().__init__("web", command, env, log_dir)
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        super().start()
+        wait_for(self.answers, timeout=30, message=f"gunicorn on {self.url} (log: {self.log_path})")
+        return self
+
+    def answers(self):
+        if not self.running:
+            raise AssertionError(f"gunicorn exited:\n{self.log_text()[-3000:]}")
+        try:
+            return requests.get(self.url + "/", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
