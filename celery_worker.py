@@ -1,6 +1,10 @@
 """Celery entry point: ``celery -A celery_worker worker|beat``."""
 
+from dotenv import load_dotenv
+
 from webapp import create_app
+
+load_dotenv()  # a .env beside the code, if any; real environment variables win
 
 flask_app = create_app()
 celery_app = flask_app.extensions["celery"]

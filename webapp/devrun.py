@@ -8,6 +8,7 @@ admin and demo data on first run, then supervises the processes of the
 import os
 import sys
 
+from dotenv import load_dotenv
 from flask_migrate import upgrade
 from honcho.environ import parse_procfile
 from honcho.manager import Manager
@@ -16,6 +17,7 @@ from webapp import PROJECT_ROOT, embedded_redis
 
 
 def main():
+    load_dotenv()
     os.environ.setdefault("CLICKBOARD_DEV", "1")
     redis_process = None
     if not os.environ.get("REDIS_URL"):
