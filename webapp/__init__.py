@@ -4,10 +4,10 @@ import os
 
 from flask import Flask, render_template
 
-from webapp import redis_client
+from webapp import redis_client, templating
 from webapp.clicks.events import parse_trusted_proxies
 from webapp.config import finish_config, load_config
-from webapp.extensions import db, migrate
+from webapp.extensions import csrf, db, htmx, login_manager, migrate
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,6 +35,11 @@ def register_extensions(app):
     from webapp.celery_app import celery_init_app
 
     db.init_app(app)
+    csrf.init_app(app)
+    htmx.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    templating.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(PROJECT_ROOT, "migrations"))
     redis_client.init_app(app)
     app.extensions["clickboard.trusted_proxies"] = parse_trusted_proxies(app.config["TRUSTED_PROXIES"])
@@ -42,13 +47,18 @@ def register_extensions(app):
 
 
 def register_blueprints(app):
-    from webapp import health, home, redirects
+    from webapp import dashboard, health, redirects
     from webapp.api import bp as api_bp
+    from webapp.auth import views as auth_views
+    from webapp.reports import views as report_views
 
     app.register_blueprint(redirects.bp)
     app.register_blueprint(api_bp)
+    csrf.exempt(api_bp)  # bearer tokens, not cookies: nothing for CSRF to forge
     app.register_blueprint(health.bp)
-    app.register_blueprint(home.bp)
+    app.register_blueprint(auth_views.bp)
+    app.register_blueprint(dashboard.bp)
+    app.register_blueprint(report_views.bp)
 
 
 def register_errorhandlers(app):

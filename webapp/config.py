@@ -33,7 +33,8 @@ def celery_config(cfg):
             "tasks.clicks.record_link_click": {"queue": "clicks"},
             "tasks.clicks.drain_click_buffer": {"queue": "clicks"},
             "tasks.clicks.replay_click_spool": {"queue": "clicks"},
-            "tasks.reports.*": {"queue": "reports"},
+            "tasks.reports.compute_*": {"queue": "reports"},
+            "tasks.reports.record_*": {"queue": "default"},
         },
         "task_annotations": {
             "tasks.clicks.record_link_click": {"max_retries": cfg["CLICK_TASK_MAX_RETRIES"]},
@@ -63,6 +64,13 @@ def celery_config(cfg):
         "broker_transport_options": {
             "socket_timeout": 1.0,
             "socket_connect_timeout": 1.0,
+            # kombu otherwise retries a refused connection after sleeping
+            # 2 s (interval_start) before publish(retry=False) even starts,
+            # so each redirect that probes a dead broker would take 2 s.
+            # Workers and beat are unaffected: their reconnects pass their
+            # own retry settings (broker_connection_max_retries, the
+            # publish retry policy).
+            "max_retries": 0,
             # Longer than any task we run, or Redis redelivers it (see README).
             "visibility_timeout": 3600,
         },
@@ -92,6 +100,13 @@ def load_config(environ=os.environ):
         "SQLALCHEMY_DATABASE_URI": text("DATABASE_URL"),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "MAX_CONTENT_LENGTH": 1024 * 1024,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": text("SESSION_COOKIE_SECURE", "0") == "1",
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SECURE": text("SESSION_COOKIE_SECURE", "0") == "1",
+        # CSRF tokens live as long as the session, so a dashboard left open keeps working.
+        "WTF_CSRF_TIME_LIMIT": None,
         "REDIS_URL": text("REDIS_URL", "redis://127.0.0.1:6379/0"),
         "CELERY_BROKER_URL": text("CELERY_BROKER_URL"),
         # Seconds a request waits on Redis before treating it as down.
@@ -110,6 +125,12 @@ def load_config(environ=os.environ):
         "LINK_CACHE_SECONDS": number("LINK_CACHE_SECONDS", 300, int),
         "TRUSTED_PROXIES": [item.strip() for item in text("TRUSTED_PROXIES", "").split(",") if item.strip()],
         "PUBLIC_BASE_URL": text("PUBLIC_BASE_URL", ""),
+        # The report: fresh for this long, the last result kept this long,
+        # sentinels of a silent worker gone after these.
+        "REPORT_FRESH_SECONDS": number("REPORT_FRESH_SECONDS", 300, int),
+        "REPORT_RETENTION_SECONDS": number("REPORT_RETENTION_SECONDS", 7 * 24 * 3600, int),
+        "REPORT_HEARTBEAT_TTL_SECONDS": number("REPORT_HEARTBEAT_TTL_SECONDS", 10),
+        "REPORT_SENT_TTL_SECONDS": number("REPORT_SENT_TTL_SECONDS", 120, int),
         "ADMIN_EMAIL": text("ADMIN_EMAIL", "admin@example.com"),
         "ADMIN_PASSWORD": text("ADMIN_PASSWORD"),
     }

@@ -7,7 +7,8 @@ so that nothing on a request path ever counts click rows.
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String
+from flask_login import UserMixin
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -26,7 +27,7 @@ def utcnow():
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-class User(db.Model):
+class User(UserMixin, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(256))
@@ -102,3 +103,42 @@ class LinkHourlyClicks(db.Model):
     bot_clicks: Mapped[int] = mapped_column(BigInteger, default=0)
 
     __table_args__ = (Index("ix_link_hourly_clicks_hour", "hour"),)
+
+
+class PageView(db.Model):
+    """One page view reported by a site: seed 003's model, plus an event id for ingest."""
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    url: Mapped[str] = mapped_column(String(URL_MAX_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    response_time_ms: Mapped[int] = mapped_column(Integer)
+    # Set for views that came through the ingest buffer (dedup on redelivery);
+    # NULL for seeded rows, which a unique index allows any number of.
+    event_id: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (
+        # Partial, so bulk-seeded rows (no event id) cost the index nothing.
+        Index(
+            "ux_page_view_event_id",
+            "event_id",
+            unique=True,
+            sqlite_where=text("event_id IS NOT NULL"),
+            postgresql_where=text("event_id IS NOT NULL"),
+        ),
+    )
+
+
+class ReportRun(db.Model):
+    """One computation of a report, written by the task's link/link_error callbacks."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    report: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict] = mapped_column(JSON)
+    task_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|failed|skipped
+    enqueued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    result: Mapped[dict | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)

@@ -53,3 +53,15 @@ def request_redis():
 def worker_redis():
     """A client with generous timeouts for tasks, CLI commands and health checks."""
     return current_app.extensions[WORKER_CLIENT]
+
+
+registered_scripts = {}
+
+
+def cached_script(client, source):
+    """A Lua script registered once per client (redis-py hashes the source on every register)."""
+    key = (id(client), source)
+    script = registered_scripts.get(key)
+    if script is None:
+        script = registered_scripts[key] = client.register_script(source)
+    return script

@@ -1,8 +1,16 @@
 """``flask`` commands. Each module adds one group; ``init_app`` registers them all."""
 
-from webapp.cli import accounts, links, setup
+from webapp.cli import accounts, links, reports, setup
 
 
 def init_app(app):
-    for group in (accounts.users, accounts.tokens, links.links, links.clicks, setup.setup):
+    for group in (
+        accounts.users,
+        accounts.tokens,
+        links.links,
+        links.clicks,
+        reports.seed,
+        reports.report,
+        setup.setup,
+    ):
         app.cli.add_command(group)

@@ -1,0 +1,60 @@
+"""Log in and out of the dashboard. Failed logins are throttled per email and per address."""
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+from flask_wtf import FlaskForm
+from wtforms import EmailField, PasswordField
+from wtforms.validators import DataRequired
+
+from webapp.auth import throttle
+from webapp.auth.users import find_user
+from webapp.extensions import db, login_manager
+from webapp.models import User
+
+bp = Blueprint("auth", __name__)
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired()])
+    password = PasswordField("Password", validators=[DataRequired()])
+
+
+@login_manager.user_loader
+def load_user(user_id):
+    return db.session.get(User, int(user_id))
+
+
+def safe_next(target):
+    """Only paths on this site: ``?next=https://evil.example`` must not redirect away."""
+    if not target or urlsplit(target).netloc or urlsplit(target).scheme or not target.startswith("/"):
+        return url_for("dashboard.index")
+    return target if not target.startswith("//") else url_for("dashboard.index")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if current_user.is_authenticated:
+        return redirect(url_for("dashboard.index"))
+    form = LoginForm()
+    if form.validate_on_submit():
+        keys = throttle.keys_for(form.email.data, request.remote_addr)
+        if throttle.blocked(keys):
+            return render_template("auth/login.html", form=form, throttled=True), 429
+        user = find_user(form.email.data)
+        if user is not None and user.check_password(form.password.data):
+            throttle.clear(keys)
+            login_user(user)
+            return redirect(safe_next(request.args.get("next")))
+        throttle.record_failure(keys)
+        flash("Wrong email or password.", "error")
+        return render_template("auth/login.html", form=form), 401
+    return render_template("auth/login.html", form=form)
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    logout_user()
+    return redirect(url_for("auth.login"))

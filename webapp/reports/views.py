@@ -1,0 +1,52 @@
+"""The slow-page report in the dashboard: its page and its self-replacing status card.
+
+One URL for the card: GET reports the status (and starts a computation if
+the result is missing or stale), POST forces a refresh. While a computation
+runs, the card carries its own polling trigger; once done it comes back
+without one, so polling stops by itself.
+"""
+
+from flask import Blueprint, render_template, request
+from flask_login import login_required
+from redis import RedisError
+
+from webapp.extensions import db
+from webapp.models import ReportRun
+from webapp.reports import coordinator
+from webapp.reports.params import InvalidReportParams, SlowReportParams
+
+bp = Blueprint("reports", __name__, url_prefix="/reports")
+RECENT_RUNS = 20
+
+
+def report_card_context(source, force=False):
+    """Template variables for the status card; never raises for Redis trouble."""
+    params = SlowReportParams.parse(source)
+    try:
+        status = coordinator.request_report(params, force=force)
+    except RedisError as exc:
+        return {"params": params, "status": None, "unavailable": f"Redis is unavailable: {exc}"}
+    return {"params": params, "status": status, "unavailable": None}
+
+
+@bp.get("/slow-pageviews")
+@login_required
+def slow_pageviews_page():
+    runs = db.session.execute(db.select(ReportRun).order_by(ReportRun.id.desc()).limit(RECENT_RUNS)).scalars()
+    try:
+        context = report_card_context(request.args)
+    except InvalidReportParams as exc:
+        return render_template(
+            "reports/slow_pageviews.html", error=str(exc), runs=runs, args=request.args
+        ), 400
+    return render_template("reports/slow_pageviews.html", runs=runs, args=request.args, **context)
+
+
+@bp.route("/slow-pageviews/status", methods=["GET", "POST"])
+@login_required
+def slow_pageviews_status():
+    try:
+        context = report_card_context(request.args, force=request.method == "POST")
+    except InvalidReportParams as exc:
+        return render_template("reports/_status_error.html", error=str(exc)), 400
+    return render_template("reports/_status.html", **context)
