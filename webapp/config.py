@@ -33,6 +33,7 @@ def celery_config(cfg):
             "tasks.clicks.record_link_click": {"queue": "clicks"},
             "tasks.clicks.drain_click_buffer": {"queue": "clicks"},
             "tasks.clicks.replay_click_spool": {"queue": "clicks"},
+            "tasks.pageviews.*": {"queue": "clicks"},
             "tasks.reports.compute_*": {"queue": "reports"},
             "tasks.reports.record_*": {"queue": "default"},
         },
@@ -46,6 +47,11 @@ def celery_config(cfg):
                 # A drain that waited longer than one interval is superseded
                 # by the next one; dropping it keeps a stopped worker from
                 # coming back to a pile of identical tasks.
+                "options": {"expires": max(drain_interval, 1.0)},
+            },
+            "drain-pageview-buffer": {
+                "task": "tasks.pageviews.drain_pageview_buffer",
+                "schedule": timedelta(seconds=drain_interval),
                 "options": {"expires": max(drain_interval, 1.0)},
             },
             "replay-click-spool": {

@@ -11,4 +11,4 @@ def json_error(exc):
     return jsonify(error=exc.description), exc.code
 
 
-from webapp.api import links  # noqa: E402,F401  (registers the routes on bp)
+from webapp.api import links, pageviews  # noqa: E402,F401  (registers the routes on bp)
