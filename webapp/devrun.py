@@ -27,8 +27,8 @@ def main():
         os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
         print(f"embedded Redis on 127.0.0.1:{port} (data in {redis_dir})")
     try:
-        prepare_database()
-        return supervise()
+        admin_email = prepare_database()
+        return supervise(admin_email)
     finally:
         if redis_process is not None:
             embedded_redis.stop(redis_process)
@@ -43,13 +43,16 @@ def prepare_database():
         upgrade()
         for line in run_setup(demo=True):
             print(line)
+        return app.config["ADMIN_EMAIL"]
 
 
-def supervise():
+def supervise(admin_email):
     with open(os.path.join(PROJECT_ROOT, "Procfile")) as procfile:
         processes = parse_procfile(procfile.read()).processes
     port = os.environ.setdefault("PORT", "8000")
-    print(f"\n  Clickboard: http://127.0.0.1:{port}   (Ctrl-C stops everything)\n")
+    print(f"\n  Clickboard: http://127.0.0.1:{port}   (Ctrl-C stops everything)")
+    print(f"  Log in as {admin_email} (password printed on the first run, or ADMIN_PASSWORD);")
+    print("  add users with: .venv/bin/flask users create EMAIL\n")
     manager = Manager()
     for name, command in processes.items():
         manager.add_process(name, command, env=dict(os.environ), cwd=PROJECT_ROOT)

@@ -13,13 +13,15 @@ from webapp.clicks.events import anonymise_ip, click_row, new_event_id
 from webapp.clicks.store import record_clicks
 from webapp.extensions import db
 from webapp.links import service
-from webapp.models import Link
+from webapp.models import Link, PageView
+from webapp.pageviews import seed as pageview_seed
 
 DEMO_LINKS = {
     "flask-docs": "https://flask.palletsprojects.com/en/stable/",
     "celery-docs": "https://docs.celeryq.dev/en/stable/",
     "htmx": "https://htmx.org/",
 }
+DEMO_PAGEVIEWS = 200_000
 DEMO_REFERRERS = ["https://news.ycombinator.com/", "https://www.google.com/", "", "https://mastodon.social/"]
 DEMO_AGENTS = [
     "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
@@ -49,6 +51,9 @@ def run_setup(demo):
         _, token = issue_token(admin, "demo")
         yield f"Added {len(DEMO_LINKS)} demo links with {count} clicks, e.g. /r/htmx"
         yield f"API token for {admin.email} (shown once): {token}"
+    if demo and db.session.execute(db.select(PageView.id).limit(1)).first() is None:
+        inserted = pageview_seed.bulk_insert(db.engine, pageview_seed.generate(DEMO_PAGEVIEWS, 60, seed=1))
+        yield f"Added {inserted:,} demo page views for the slow-pages report."
 
 
 def seed_demo(owner, days=7, clicks_per_link=150, rng=None):
