@@ -3,8 +3,10 @@
 from dotenv import load_dotenv
 
 from webapp import create_app
+from webapp.ops import connect_worker_signals
 
 load_dotenv()  # a .env beside the code, if any; real environment variables win
 
 flask_app = create_app()
 celery_app = flask_app.extensions["celery"]
+connect_worker_signals(flask_app)  # heartbeats and failures for the ops panel

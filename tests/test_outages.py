@@ -1,0 +1,161 @@
+"""Outages with real processes: Redis or the broker stops while redirects keep coming.
+
+The promise under test: every redirect is answered at once (the click goes to
+the local spool), and once the service is back every click is counted
+exactly once. Worker and beat log connection errors during an outage; that
+is expected.
+"""
+
+import threading
+import time
+from typing import NamedTuple
+
+import pytest
+import requests
+
+from tasks.clicks import replay_click_spool
+from tests.processes import RedisServer, wait_for
+from tests.test_click_pipeline import (
+    assert_counted_exactly,
+    click_events,
+    spool_files,
+    task_outcomes,
+)
+from webapp.clicks import buffer, spool
+from webapp.links import service
+
+pytestmark = pytest.mark.integration
+
+# A correctness bound against hangs (a request waiting out a timeout or a
+# retry loop), not a benchmark: healthy redirects take milliseconds.
+MAX_REDIRECT_SECONDS = 1.0
+
+
+class Sent(NamedTuple):
+    phase: str
+    status: int | str  # the HTTP status, or the name of the exception raised
+    seconds: float
+
+
+class RedirectSender:
+    """Sends redirects back to back from a thread, recording each one's phase, status and latency."""
+
+    def __init__(self, url):
+        self.url = url
+        self.phase = "before"
+        self.sent = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stopping.set()
+        self.thread.join(10)
+
+    def run(self):
+        with requests.Session() as session:
+            while not self.stopping.is_set():
+                phase, started = self.phase, time.monotonic()
+                try:
+                    status = session.get(self.url, allow_redirects=False, timeout=5).status_code
+                except requests.RequestException as exc:
+                    status = type(exc).__name__
+                self.sent.append(Sent(phase, status, time.monotonic() - started))
+                time.sleep(0.005)
+
+    def count(self, phase):
+        return sum(1 for sent in self.sent if sent.phase == phase)
+
+    def send_in_phase(self, phase, count, timeout=30):
+        """Switch to ``phase`` and return once ``count`` redirects were sent in it."""
+        self.phase = phase
+        wait_for(lambda: self.count(phase) >= count, timeout, 0.05, f"{count} redirects sent {phase}")
+
+
+def assert_all_answered_fast(sent):
+    slow_or_failed = [item for item in sent if item.status != 302 or item.seconds >= MAX_REDIRECT_SECONDS]
+    assert slow_or_failed == [], f"{len(slow_or_failed)} of {len(sent)} redirects slow or failed"
+
+
+def test_redirects_answer_fast_through_a_redis_outage_and_every_click_is_counted_once(
+    app, user, processes, redis_server
+):
+    link, _ = service.create_link("https://example.com/outage", user, slug="outage")
+    web = processes.web()
+    processes.worker()
+    processes.beat()
+
+    with RedirectSender(f"{web.url}/r/outage") as sender:
+        sender.send_in_phase("before", 50)
+        redis_server.stop()
+        sender.send_in_phase("during", 150)
+        spooled_during_outage = spool_files(app)
+        redis_server.start()  # same port and data directory: the stream survives
+        sender.send_in_phase("after", 100)
+
+    assert spooled_during_outage, "no click was spooled: the web never noticed the outage"
+    assert_all_answered_fast(sender.sent)
+    assert_counted_exactly(app, redis_server, link.id, len(sender.sent), timeout=90)
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A second redis-server, used only as the Celery broker."""
+    server = RedisServer(str(tmp_path / "broker")).start()
+    yield server
+    server.stop()
+
+
+def test_task_mode_redirects_answer_fast_through_a_broker_outage_and_every_click_is_counted_once(
+    broker, app, user, processes, redis_client, redis_server
+):
+    # ``broker`` comes first: set up before the processes, stopped after them.
+    link, _ = service.create_link("https://example.com/brokered", user, slug="brokered")
+    env = {"CLICK_CAPTURE_MODE": "task", "CELERY_BROKER_URL": broker.url}
+    web = processes.web(**env)
+    processes.worker(**env)
+    processes.beat(**env)
+
+    with RedirectSender(f"{web.url}/r/brokered") as sender:
+        sender.send_in_phase("before", 50)
+        broker.stop()
+        sender.send_in_phase("during", 150)
+        broker.start()
+        sender.send_in_phase("after", 100)
+
+    assert_all_answered_fast(sender.sent)
+    assert_counted_exactly(app, redis_server, link.id, len(sender.sent), timeout=90)
+    # The clicks of the outage went through the spool and the stream, not lost tasks.
+    assert buffer.counters(redis_client)["clicks_replayed"] > 0
+    client = broker.client()
+    try:
+        assert client.llen("clicks") == 0
+    finally:
+        client.close()
+
+
+def test_spool_left_by_a_dead_process_is_replayed_by_the_periodic_task_and_counted_once(
+    app, user, processes, redis_client, redis_server, monkeypatch
+):
+    # Keep this process's "I have spooled" flag out of the other tests.
+    monkeypatch.setattr(spool, "state", {"spooled": False, "next_replay_at": 0.0})
+    link, _ = service.create_link("https://example.com/spooled", user, slug="spooled")
+    events = click_events(link.id, 300)
+    for event in events:
+        spool.append(event)
+    # A redirect whose XADD succeeded but whose reply was lost spools the
+    # same click again: those must count once too.
+    buffer.append(redis_client, events[:50])
+    assert spool_files(app)
+    worker = processes.worker(queues="clicks")
+    processes.beat()  # drains the buffer the replay fills
+
+    sent = replay_click_spool.apply_async()
+
+    wait_for(lambda: sent.id in task_outcomes(worker, "tasks.clicks.replay_click_spool"), timeout=30)
+    assert task_outcomes(worker, "tasks.clicks.replay_click_spool")[sent.id] == "300"
+    assert_counted_exactly(app, redis_server, link.id, 300)
+    assert buffer.counters(redis_client)["clicks_replayed"] == 300
