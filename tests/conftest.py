@@ -14,7 +14,7 @@ import pytest
 from flask_migrate import upgrade
 from sqlalchemy import create_engine, text
 
-from tests.processes import RedisServer, WebServer, celery_beat, celery_worker
+from tests.processes import RedisServer, WebServer, celery_beat, celery_worker, free_port
 from webapp import create_app
 from webapp.auth.tokens import issue_token
 from webapp.auth.users import create_user
@@ -164,3 +164,40 @@ def processes(app_env, tmp_path):
     yield Starter()
     for proc in reversed(started):
         proc.stop()
+
+
+@pytest.fixture
+def make_app(app):
+    """Build another app on the test's database, Redis and instance folder, with config overrides.
+
+    ``make_app(CLICK_CAPTURE_MODE="task")`` returns the new app with its app
+    context pushed (so ``db``, ``service`` and ``current_app`` use it); the
+    ``app`` fixture's own app is unchanged underneath. Popped at teardown.
+    Objects loaded before belong to the ``app`` fixture's session, which a
+    commit under the new app does not flush: load them again to change them.
+    """
+    made = []
+
+    def make(**overrides):
+        other = create_app({"TESTING": True, **overrides})
+        context = other.app_context()
+        context.push()
+        made.append((other, context))
+        return other
+
+    yield make
+    for _, context in reversed(made):
+        db.session.remove()
+        context.pop()
+    # The outer session may hold connections of the apps made here (it binds
+    # to whichever app is current): end it before disposing their engines.
+    db.session.remove()
+    for other, _ in made:
+        with other.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def dead_redis_url():
+    """A Redis URL nothing listens on: connections are refused at once."""
+    return f"redis://127.0.0.1:{free_port()}/0"

@@ -3,6 +3,7 @@
 import os
 
 from flask import Flask, render_template
+from flask.json.provider import DefaultJSONProvider
 
 from webapp import redis_client, templating
 from webapp.clicks.events import parse_trusted_proxies
@@ -12,6 +13,20 @@ from webapp.extensions import csrf, db, htmx, login_manager, migrate
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+class JSONProvider(DefaultJSONProvider):
+    """Flask's JSON, except that a document nested too deeply to parse is invalid JSON.
+
+    ``json.loads`` raises RecursionError on ``[[[[...`` a few thousand deep,
+    which ``request.get_json`` does not catch: a tiny body would be a 500.
+    """
+
+    def loads(self, s, **kwargs):
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+
 def create_app(test_config=None):
     app = Flask(
         __name__,
@@ -19,6 +34,7 @@ def create_app(test_config=None):
         template_folder=os.path.join(PROJECT_ROOT, "templates"),
         static_folder=os.path.join(PROJECT_ROOT, "static"),
     )
+    app.json = JSONProvider(app)
     app.config.update(load_config())
     if test_config:
         app.config.update(test_config)

@@ -111,5 +111,6 @@ def click_row(event):
             "ip_anonymised": event.get("i") or None,
             "is_bot": event.get("b") == "1",
         }
-    except (KeyError, TypeError, ValueError, OverflowError):
+    # OSError: the C library rejects some out-of-range times (e.g. -1e18).
+    except (KeyError, TypeError, ValueError, OverflowError, OSError):
         return None

@@ -21,7 +21,8 @@ RESERVED_SLUGS = frozenset(
     """.split()
 )
 DEFAULT_PORTS = {"http": 80, "https": 443}
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x20\x7f]")
+# ASCII and Unicode whitespace, C0 and C1 controls.
+CONTROL_CHARACTERS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 
 
 class InvalidLink(ValueError):
@@ -36,9 +37,7 @@ def normalise_url(raw):
     """
     if not isinstance(raw, str) or not raw.strip():
         raise InvalidLink("url is required")
-    url = raw.strip()
-    if len(url) > URL_MAX_LENGTH:
-        raise InvalidLink(f"url is longer than {URL_MAX_LENGTH} characters")
+    url = check_length(raw.strip())
     if CONTROL_CHARACTERS.search(url):
         raise InvalidLink("url contains spaces or control characters")
     try:
@@ -58,14 +57,27 @@ def normalise_url(raw):
         raise InvalidLink("url must not contain a user name or password")
     if port is not None and port != DEFAULT_PORTS[scheme]:
         netloc = f"{netloc}:{port}"
-    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+    # Checked again: punycode and the "/" of an empty path make a URL longer.
+    return check_length(urlunsplit((scheme, netloc, parts.path or "/", parts.query, "")))
+
+
+def check_length(url):
+    if len(url) > URL_MAX_LENGTH:
+        raise InvalidLink(f"url is longer than {URL_MAX_LENGTH} characters")
+    return url
 
 
 def encode_host(host):
     try:
-        return host.encode("idna").decode("ascii").lower()
+        encoded = host.encode("idna").decode("ascii").lower()
     except UnicodeError:
         raise InvalidLink("url has an invalid host name") from None
+    # IDNA can map characters to ones checked for above: an ideographic full
+    # stop to a (trailing) dot, a diaeresis to a space and a combining mark.
+    encoded = encoded.rstrip(".")
+    if not encoded or CONTROL_CHARACTERS.search(encoded):
+        raise InvalidLink("url has an invalid host name")
+    return encoded
 
 
 def normalise_slug(raw):

@@ -1,0 +1,132 @@
+"""Tables, target lines and ``bench/results/latest.json``. A MISS is reported, never raised."""
+
+import json
+import os
+
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+REDIRECT_RPS_TARGET = 0.85
+REDIRECT_P99_TARGET = 1.5
+DRAIN_RATE_TARGET = 50_000
+DRAIN_RATIO_TARGET = 25
+
+
+def redirect_lines(result):
+    cfg = result["settings"]
+    summary = result["summary"]
+    lines = [
+        f"Redirect: wrk -t{cfg['threads']} -c{cfg['connections']} -d{cfg['duration_s']}s --latency,"
+        f" gunicorn --workers {cfg['gunicorn_workers']} (sync); best of {cfg['rounds']} interleaved rounds"
+        " (best req/s and best p99 taken separately)",
+        f"  {'config':<7}{'req/s':>9}{'p99 ms':>9}{'req/s÷noop':>12}{'p99÷noop':>10}{'CPU us/req':>12}"
+        "   each round: req/s | p99 ms | req/s÷noop",
+    ]
+    for config, fig in summary.items():
+        each = ", ".join(f"{value:.0f}" for value in fig["rps_each"])
+        each_p99 = ", ".join(f"{value:.1f}" for value in fig["p99_ms_each"])
+        each_ratio = ", ".join(ratio(value) for value in fig["rps_ratio_each"])
+        lines.append(
+            f"  {config:<7}{fig['rps']:>9.0f}{fig['p99_ms']:>9.2f}{ratio(fig['rps_ratio']):>12}"
+            f"{ratio(fig['p99_ratio']):>10}{fig['cpu_us']:>12.0f}   {each} | {each_p99} | {each_ratio}"
+        )
+    lines.append(
+        "  CPU us/req: CPU time of that server's gunicorn processes + redis-server per request (lowest round)"
+    )
+    estimate = ", ".join(f"{config} {ratio(fig['cpu_bound_rps_ratio'])}" for config, fig in summary.items())
+    lines.append(f"  req/s÷noop if CPU (server + redis + wrk, per request) were the only limit: {estimate}")
+    for config, fig in summary.items():
+        spread = max(fig["rps_each"]) / min(fig["rps_each"]) if min(fig["rps_each"]) else None
+        if spread is None or spread > 1.25:
+            lines.append(
+                f"  NOISY: {config} req/s varied {ratio(spread)} between rounds: the machine was busy;"
+                " trust the ratios less (or re-run, or raise --rounds)"
+            )
+    for check in result["click_checks"]:
+        lines.append(f"  batch round {check['round']} {check['line']}")
+    return lines
+
+
+def drain_lines(result):
+    batch, task = result["batch"], result["task"]
+    parts = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in batch["breakdown_s"].items())
+    return [
+        "Drain into SQLite (clicks/s from first read to last commit)",
+        f"  {'mode':<38}{'clicks':>8}{'seconds':>9}{'clicks/s':>11}   check",
+        f"  {'batch: drain_click_buffer, 5000/batch':<38}{batch['clicks']:>8}{batch['drain_s']:>9.2f}"
+        f"{batch['clicks_per_s']:>11.0f}   {'OK' if batch['ok'] else 'FAIL'} (recorded {batch['recorded']},"
+        f" counter sum {batch['counter_sum']}, click rows {batch['click_rows']})",
+        f"  {'task: record_link_click, concurrency ' + str(task['concurrency']):<38}{task['tasks']:>8}"
+        f"{task['elapsed_s']:>9.2f}{task['clicks_per_s']:>11.0f}   {'OK' if task['ok'] else 'FAIL'}"
+        f" (queued {task['queued']}, counter sum {task['counted']})",
+        f"  batch ÷ task: {ratio(result['ratio'])}",
+        f"  batch drain time by part: {parts}",
+    ]
+
+
+def ratio(value):
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def targets(results):
+    """Each target as a dict with its measured value and whether it was met."""
+    found = []
+    redirect = results.get("redirect")
+    if redirect and "batch" in redirect["summary"] and "noop" in redirect["summary"]:
+        batch = redirect["summary"]["batch"]
+        rps, p99 = batch["rps_ratio"], batch["p99_ratio"]
+        found.append(target("batch redirect req/s >= 0.85x no-op", rps, REDIRECT_RPS_TARGET, ">="))
+        found[-1]["shown"] += (
+            f" (median of per-round ratios {ratio(batch['rps_ratio_median'])},"
+            f" CPU-bound estimate {ratio(batch['cpu_bound_rps_ratio'])})"
+        )
+        found.append(target("batch redirect p99 <= 1.5x no-op", p99, REDIRECT_P99_TARGET, "<="))
+    drain = results.get("drain")
+    if drain:
+        rate = drain["batch"]["clicks_per_s"]
+        found.append(target("batch drain >= 50,000 clicks/s", rate, DRAIN_RATE_TARGET, ">=", "{:,.0f}/s"))
+        found.append(target("batch drain >= 25x task mode", drain["ratio"], DRAIN_RATIO_TARGET, ">="))
+    return found
+
+
+def target(name, value, limit, op, fmt="{:.3f}x"):
+    passed = value is not None and (value >= limit if op == ">=" else value <= limit)
+    return {"name": name, "value": value, "limit": limit, "op": op, "passed": passed,
+            "shown": "n/a" if value is None else fmt.format(value)}  # fmt: skip
+
+
+def checks(results):
+    """Correctness checks: (name, ok). A failed check means the figures cannot be trusted."""
+    found = []
+    redirect = results.get("redirect")
+    if redirect:
+        for check in redirect["click_checks"]:
+            found.append((f"batch redirect round {check['round']}: every 302 recorded once", check["ok"]))
+    drain = results.get("drain")
+    if drain:
+        found.append(("batch drain: counter sum == clicks pushed", drain["batch"]["ok"]))
+        found.append(("task mode: counter sum == tasks queued", drain["task"]["ok"]))
+    return found
+
+
+def print_report(results, out=print):
+    out("")
+    if "redirect" in results:
+        out("\n".join(redirect_lines(results["redirect"])))
+        out("")
+    if "drain" in results:
+        out("\n".join(drain_lines(results["drain"])))
+        out("")
+    out("Targets:")
+    for item in results["targets"]:
+        out(f"  {'PASS' if item['passed'] else 'MISS'}  {item['name']}: {item['shown']}")
+    out("Checks:")
+    for name, ok in results["checks"]:
+        out(f"  {'OK  ' if ok else 'FAIL'}  {name}")
+
+
+def write_json(results, path=None):
+    path = path or os.path.join(RESULTS_DIR, "latest.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as out:
+        json.dump(results, out, indent=2, default=str)
+        out.write("\n")
+    return path

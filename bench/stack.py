@@ -1,0 +1,149 @@
+"""Everything the benchmarks run against, started in one temp dir and always torn down.
+
+``Stack`` owns an embedded redis-server on a free port, a migrated SQLite
+template (each phase gets its own copy, so no phase sees another's rows) and
+every gunicorn / Celery process started through it. ``close()`` stops them
+all, in reverse order, whatever happened before (error, Ctrl-C, SIGTERM).
+"""
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import tempfile
+
+import requests
+from flask_migrate import upgrade
+
+from tests.processes import RedisServer, WebServer, celery_worker, wait_for
+from webapp import create_app
+from webapp.extensions import db
+
+SECRET_KEY = "bench-secret-key"
+
+
+class Server(WebServer):
+    """``WebServer`` that counts any HTTP answer from ``/`` as up (a login redirect, a 404 ...)."""
+
+    def answers(self):
+        if not self.running:
+            raise RuntimeError(f"gunicorn exited:\n{self.log_text()[-3000:]}")
+        try:
+            return requests.get(self.url + "/", timeout=1, allow_redirects=False).status_code < 500
+        except requests.ConnectionError:
+            return False
+
+
+class Stack:
+    def __init__(self, keep=False):
+        self.keep = keep
+        self.root = tempfile.mkdtemp(prefix="clickboard-bench-")
+        self.instance = os.path.join(self.root, "instance")
+        self.exit = contextlib.ExitStack()
+        self.apps = []
+        os.makedirs(self.instance)
+        # The in-process apps read the same variables the subprocesses get.
+        self.saved_environ = dict(os.environ)
+        os.environ.update(self.base_env())
+        try:
+            self.redis = RedisServer(os.path.join(self.root, "redis"))
+            self.exit.callback(self.redis.stop)
+            self.redis.start()
+            self.template = os.path.join(self.root, "template.sqlite3")
+            self.migrate(f"sqlite:///{self.template}")
+        except BaseException:
+            self.close()
+            raise
+
+    def base_env(self):
+        return {
+            "CLICKBOARD_INSTANCE_PATH": self.instance,
+            "SECRET_KEY": SECRET_KEY,
+            "CLICK_SPOOL_DIR": os.path.join(self.instance, "spool"),
+        }
+
+    def env(self, database_url, **overrides):
+        """The environment of a subprocess: ours, the stack's, then ``overrides``."""
+        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": self.redis.url}
+        env["CELERY_BROKER_URL"] = self.redis.url
+        for name in ("GUNICORN_ACCESS_LOG", "WEB_CONCURRENCY", "GUNICORN_THREADS"):
+            env.pop(name, None)  # the bench decides these, not the caller's shell
+        env.update({name: str(value) for name, value in overrides.items()})
+        return env
+
+    def migrate(self, url):
+        app = self.app(url)
+        logging.disable(logging.INFO)  # alembic's "Running upgrade ..." lines
+        try:
+            with app.app_context():
+                upgrade()
+                db.engine.dispose()
+        finally:
+            logging.disable(logging.NOTSET)
+
+    def fresh_database(self, name):
+        path = os.path.join(self.root, f"{name}.sqlite3")
+        shutil.copy(self.template, path)
+        return f"sqlite:///{path}"
+
+    def app(self, database_url, **config):
+        """An in-process app on ``database_url`` and the stack's Redis (for setup and drains)."""
+        urls = {"SQLALCHEMY_DATABASE_URI": database_url, "REDIS_URL": self.redis.url}
+        app = create_app({**urls, "CELERY_BROKER_URL": self.redis.url, **config})
+        self.apps.append(app)
+        return app
+
+    def flush_redis(self):
+        self.redis.client().flushall()
+
+    def log_dir(self, name):
+        path = os.path.join(self.root, "logs", name)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def web(self, name, database_url, app="wsgi:app", workers=2, **env):
+        """A started gunicorn (``gunicorn.conf.py`` with ``--workers``), stopped by ``close()``."""
+        # gunicorn >= 25 opens a control socket at one per-user default path, shared by
+        # every gunicorn on the machine (other engineers' tests too): keep ours out of it.
+        env.setdefault("GUNICORN_CMD_ARGS", "--no-control-socket")
+        server = Server(self.env(database_url, **env), self.log_dir(name), workers=workers, app=app)
+        self.exit.callback(server.stop)
+        return server.start()
+
+    def worker(self, name, database_url, queues, concurrency, **env):
+        """A started Celery worker, ready to consume; stopped by ``close()``."""
+        worker = celery_worker(self.env(database_url, **env), self.log_dir(name), queues, concurrency, name)
+        self.exit.callback(worker.stop)
+        worker.start()
+
+        def ready():
+            if not worker.running:
+                raise RuntimeError(f"celery worker exited:\n{worker.log_text()[-3000:]}")
+            return " ready." in worker.log_text()
+
+        wait_for(ready, timeout=60, interval=0.1, message=f"celery worker ready (log: {worker.log_path})")
+        return worker
+
+    def close(self):
+        """Stop every process (ignoring further Ctrl-C meanwhile) and remove the temp dir."""
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for app in self.apps:
+                with app.app_context(), contextlib.suppress(Exception):
+                    db.engine.dispose()
+            self.exit.close()
+        finally:
+            os.environ.clear()
+            os.environ.update(self.saved_environ)
+            if self.keep:
+                print(f"kept {self.root} (logs under logs/)")
+            else:
+                shutil.rmtree(self.root, ignore_errors=True)
+            signal.signal(signal.SIGINT, previous)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
