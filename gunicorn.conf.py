@@ -17,3 +17,7 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 # Fork after loading the app: workers share its code pages. Connections are
 # made lazily per worker, so nothing opened here crosses the fork.
 preload_app = os.environ.get("GUNICORN_PRELOAD", "1") == "1"
+# gunicorn's runtime control socket lives at one path per user, shared by every
+# gunicorn that user runs; Clickboard does not use it, so tests, benchmarks and
+# several deployments on one host must not fight over it.
+control_socket_disable = os.environ.get("GUNICORN_CONTROL_SOCKET", "0") != "1"

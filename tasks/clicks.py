@@ -1,4 +1,4 @@
-"""Click tasks: the batch drain, the per-click task mode, and spool replay.
+"""Click tasks: the batch drain, seed 001's per-click task, and orphaned log shipping.
 
 The logic lives in ``webapp.clicks``; these wrappers only bind it to
 Celery, the app's database and its Redis client.
@@ -7,14 +7,14 @@ Celery, the app's database and its Redis client.
 import logging
 import os
 import socket
-import time
 
 from celery import shared_task
 from flask import current_app
 from redis import RedisError
 from sqlalchemy.exc import OperationalError
 
-from webapp.clicks import buffer, drain, spool
+from webapp.clicks import click_log
+from webapp.clicks.drain import CLICK_DRAIN
 from webapp.clicks.events import click_row
 from webapp.clicks.store import record_clicks
 from webapp.extensions import db
@@ -31,17 +31,14 @@ def consumer_name():
 @shared_task(name="tasks.clicks.drain_click_buffer", acks_late=True)
 def drain_click_buffer():
     cfg = current_app.config
-    client = worker_redis()
-    recorded = drain.drain_click_buffer(
-        client,
+    return CLICK_DRAIN.drain(
+        worker_redis(),
         db.engine,
         consumer_name(),
         batch_size=cfg["CLICK_DRAIN_BATCH_SIZE"],
         max_batches=cfg["CLICK_DRAIN_MAX_BATCHES"],
         reclaim_idle_seconds=cfg["CLICK_RECLAIM_IDLE_SECONDS"],
     )
-    client.set(buffer.LAST_DRAIN_KEY, f"{time.time():.3f}")
-    return recorded
 
 
 # max_retries comes from CLICK_TASK_MAX_RETRIES through task_annotations.
@@ -53,21 +50,19 @@ def drain_click_buffer():
     retry_jitter=True,
     acks_late=True,
 )
-def record_link_click(event):
+def record_link_click(line):
     """Record one click (task mode). A deleted link or a repeat returns 0, never raises."""
-    row = click_row(event)
+    row = click_row(line)
     if row is None:
-        log.error("dropping malformed click message %r", event)
+        log.error("dropping malformed click %r", line)
         return 0
     with db.engine.begin() as conn:
         return record_clicks(conn, [row], check_duplicates=True)
 
 
 @shared_task(
-    name="tasks.clicks.replay_click_spool",
-    autoretry_for=(RedisError,),
-    retry_backoff=True,
-    max_retries=3,
+    name="tasks.clicks.ship_orphaned_clicks", autoretry_for=(RedisError,), retry_backoff=True, max_retries=3
 )
-def replay_click_spool():
-    return spool.replay_all()
+def ship_orphaned_clicks():
+    """Ship click logs left by processes that stopped (those on this host's disk)."""
+    return click_log.ship_orphans(current_app.config["CLICK_LOG_DIR"], worker_redis())

@@ -5,8 +5,7 @@ import os
 from flask import Flask, render_template
 from flask.json.provider import DefaultJSONProvider
 
-from webapp import redis_client, templating
-from webapp.clicks.events import parse_trusted_proxies
+from webapp import clicks, redis_client, templating
 from webapp.config import finish_config, load_config
 from webapp.extensions import csrf, db, htmx, login_manager, migrate
 
@@ -58,7 +57,7 @@ def register_extensions(app):
     templating.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(PROJECT_ROOT, "migrations"))
     redis_client.init_app(app)
-    app.extensions["clickboard.trusted_proxies"] = parse_trusted_proxies(app.config["TRUSTED_PROXIES"])
+    clicks.init_app(app)
     celery_init_app(app)
 
 

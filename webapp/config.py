@@ -32,7 +32,7 @@ def celery_config(cfg):
         "task_routes": {
             "tasks.clicks.record_link_click": {"queue": "clicks"},
             "tasks.clicks.drain_click_buffer": {"queue": "clicks"},
-            "tasks.clicks.replay_click_spool": {"queue": "clicks"},
+            "tasks.clicks.ship_orphaned_clicks": {"queue": "clicks"},
             "tasks.pageviews.*": {"queue": "clicks"},
             "tasks.reports.compute_*": {"queue": "reports"},
             "tasks.reports.record_*": {"queue": "default"},
@@ -54,8 +54,8 @@ def celery_config(cfg):
                 "schedule": timedelta(seconds=drain_interval),
                 "options": {"expires": max(drain_interval, 1.0)},
             },
-            "replay-click-spool": {
-                "task": "tasks.clicks.replay_click_spool",
+            "ship-orphaned-clicks": {
+                "task": "tasks.clicks.ship_orphaned_clicks",
                 "schedule": timedelta(seconds=15),
                 "options": {"expires": 15},
             },
@@ -126,9 +126,13 @@ def load_config(environ=os.environ):
         # A message unacknowledged this long belongs to a dead drain: reclaim it.
         "CLICK_RECLAIM_IDLE_SECONDS": number("CLICK_RECLAIM_IDLE_SECONDS", 60),
         "CLICK_TASK_MAX_RETRIES": number("CLICK_TASK_MAX_RETRIES", 5, int),
-        "CLICK_SPOOL_DIR": text("CLICK_SPOOL_DIR"),
+        # Where each process logs its clicks before shipping them to Redis.
+        "CLICK_LOG_DIR": text("CLICK_LOG_DIR"),
+        "CLICK_SHIP_INTERVAL": number("CLICK_SHIP_INTERVAL", 0.1),
         "REDIRECT_STATUS_CODE": number("REDIRECT_STATUS_CODE", 302, int),
         "LINK_CACHE_SECONDS": number("LINK_CACHE_SECONDS", 300, int),
+        # Each process's own copy; changes reach it within a second, this bounds an outage.
+        "LINK_LOCAL_CACHE_SECONDS": number("LINK_LOCAL_CACHE_SECONDS", 30),
         "TRUSTED_PROXIES": [item.strip() for item in text("TRUSTED_PROXIES", "").split(",") if item.strip()],
         "PUBLIC_BASE_URL": text("PUBLIC_BASE_URL", ""),
         # The report: fresh for this long, the last result kept this long,
@@ -168,8 +172,8 @@ def finish_config(app):
         cfg["SQLALCHEMY_DATABASE_URI"] = "postgresql://" + cfg["SQLALCHEMY_DATABASE_URI"][11:]
     if cfg["SQLALCHEMY_DATABASE_URI"].startswith("postgresql://"):
         cfg["SQLALCHEMY_DATABASE_URI"] = "postgresql+psycopg://" + cfg["SQLALCHEMY_DATABASE_URI"][13:]
-    if not cfg.get("CLICK_SPOOL_DIR"):
-        cfg["CLICK_SPOOL_DIR"] = os.path.join(app.instance_path, "spool")
+    if not cfg.get("CLICK_LOG_DIR"):
+        cfg["CLICK_LOG_DIR"] = os.path.join(app.instance_path, "clicks")
     if not cfg.get("SECRET_KEY"):
         cfg["SECRET_KEY"] = development_secret_key(app)
     if cfg["CLICK_CAPTURE_MODE"] not in ("batch", "task"):

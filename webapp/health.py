@@ -12,7 +12,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import text
 
-from webapp.clicks import buffer, spool
+from webapp.clicks import buffer, click_log
+from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.extensions import db
 from webapp.redis_client import request_redis
 
@@ -27,7 +28,7 @@ def check_database():
 def check_redis():
     client = request_redis().client
     client.ping()
-    length, lag = buffer.backlog(client)
+    length, lag = CLICK_BUFFER.backlog(client)
     return {"ok": True, "click_backlog": length, "click_lag_seconds": round(lag, 3)}
 
 
@@ -40,7 +41,7 @@ def check_broker():
 
 def check_workers():
     """Workers are alive if the periodic drain ran recently."""
-    last = request_redis().client.get(buffer.LAST_DRAIN_KEY)
+    last = request_redis().client.get(CLICK_BUFFER.last_drain_key)
     age = time.time() - float(last) if last else None
     limit = 3 * current_app.config["CLICK_DRAIN_INTERVAL"] + 10
     return {"ok": age is not None and age < limit, "last_drain_seconds_ago": age and round(age, 1)}
@@ -61,7 +62,7 @@ def run_check(check):
 @bp.get("/healthz")
 def healthz():
     results = {name: run_check(check) for name, check in CHECKS.items()}
-    results["spool_files"] = spool.pending_count()
+    results["click_log_files"] = click_log.pending_files(current_app.config["CLICK_LOG_DIR"])
     healthy = all(result["ok"] for name, result in results.items() if name in CHECKS)
     return jsonify(status="ok" if healthy else "degraded", **results), 200 if healthy else 503
 
@@ -72,7 +73,7 @@ class ClickPipelineCollector:
     def collect(self):
         client = request_redis().client
         totals = buffer.counters(client)
-        length, lag = buffer.backlog(client)
+        length, lag = CLICK_BUFFER.backlog(client)
         for name, value in totals.items():
             yield CounterMetricFamily(f"clickboard_{name}", f"Total {name.replace('_', ' ')}", value=value)
         yield GaugeMetricFamily("clickboard_click_backlog", "Clicks buffered, not yet drained", value=length)
@@ -80,7 +81,9 @@ class ClickPipelineCollector:
             "clickboard_click_lag_seconds", "Age of the oldest undrained click", value=lag
         )
         yield GaugeMetricFamily(
-            "clickboard_spool_files", "Spool files waiting on this host", value=spool.pending_count()
+            "clickboard_click_log_files",
+            "Click log files on this host (one per live process, more while Redis is away)",
+            value=click_log.pending_files(current_app.config["CLICK_LOG_DIR"]),
         )
 
 

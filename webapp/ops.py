@@ -36,7 +36,9 @@ def connect_worker_signals(app):
     @signals.worker_ready.connect(weak=False)
     def start_heartbeat(sender, **_):
         name = sender.hostname if sender else socket.gethostname()
-        queues = sorted(queue.name for queue in sender.app.amqp.queues.consume_from.values()) if sender else []
+        queues = (
+            sorted(queue.name for queue in sender.app.amqp.queues.consume_from.values()) if sender else []
+        )
         threading.Thread(target=beat, args=(redis, name, queues, stop), daemon=True).start()
 
     @signals.worker_shutdown.connect(weak=False)

@@ -5,7 +5,7 @@ import re
 from flask import Blueprint, current_app, redirect, render_template, request
 
 from webapp.clicks import capture
-from webapp.clicks.events import client_ip, make_click_event
+from webapp.clicks.events import client_ip, encode_click
 
 bp = Blueprint("redirects", __name__)
 
@@ -19,22 +19,23 @@ NO_STORE = "private, no-store, no-cache, max-age=0"
 def follow_link(slug):
     if not PLAUSIBLE_SLUG.fullmatch(slug):
         return not_found(slug)
-    entry = capture.follow(slug.lower(), click_event())
+    entry = capture.resolve(slug.lower())
     if entry is None:
         return not_found(slug)
+    capture.capture(click_line(entry.link_id))
     response = redirect(entry.target_url, entry.redirect_code or current_app.config["REDIRECT_STATUS_CODE"])
     response.headers["Cache-Control"] = NO_STORE
     return response
 
 
-def click_event():
+def click_line(link_id):
     headers = request.headers
     ip = client_ip(
         request.remote_addr,
         headers.get("X-Forwarded-For"),
         current_app.extensions["clickboard.trusted_proxies"],
     )
-    return make_click_event(request.method, headers.get("Referer"), headers.get("User-Agent"), ip)
+    return encode_click(link_id, request.method, headers.get("Referer"), headers.get("User-Agent"), ip)
 
 
 def not_found(slug):

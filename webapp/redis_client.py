@@ -14,6 +14,8 @@ from webapp.breaker import Breaker
 
 REQUEST_CLIENT = "clickboard.redis.request"
 WORKER_CLIENT = "clickboard.redis.worker"
+# For threads that work beside the requests (click shipping, cache following).
+BACKGROUND_CLIENT = "clickboard.redis.background"
 
 
 class RedisGuard(Breaker):
@@ -43,6 +45,7 @@ def init_app(app):
         make_client(url, app.config["REDIS_SOCKET_TIMEOUT"]), app.config["REDIS_RETRY_AFTER"]
     )
     app.extensions[WORKER_CLIENT] = make_client(url, 10.0)
+    app.extensions[BACKGROUND_CLIENT] = make_client(url, 2.0)
 
 
 def request_redis():

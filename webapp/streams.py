@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 class StreamBuffer:
     """One stream, its consumer group, and the counters /metrics reports for it."""
 
-    def __init__(self, stream, group, metric):
+    def __init__(self, stream, group, metric, field=None):
+        # With ``field``, a message is one string stored under that field name.
+        self.field = field
         self.stream = stream
         self.group = group
         self.buffered_key = f"cb:metrics:{metric}_buffered"
@@ -44,7 +46,7 @@ class StreamBuffer:
         """Append messages in one round trip."""
         pipe = client.pipeline(transaction=False)
         for message in messages:
-            pipe.xadd(self.stream, message)
+            pipe.xadd(self.stream, {self.field: message} if self.field else message)
         pipe.incrby(self.buffered_key, len(messages))
         pipe.execute()
 

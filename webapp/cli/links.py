@@ -54,10 +54,10 @@ def drain_command():
     click.echo(f"recorded {drain_click_buffer.run()} clicks")
 
 
-@clicks.command("replay-spool")
+@clicks.command("ship-orphans")
 @with_appcontext
-def replay_spool_command():
-    """Push clicks spooled during a Redis outage back into the buffer now."""
-    from tasks.clicks import replay_click_spool
+def ship_orphans_command():
+    """Ship click logs left by stopped processes into the buffer now."""
+    from tasks.clicks import ship_orphaned_clicks
 
-    click.echo(f"replayed {replay_click_spool.run()} clicks")
+    click.echo(f"shipped {ship_orphaned_clicks.run()} clicks")

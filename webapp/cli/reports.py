@@ -64,6 +64,10 @@ def wait_for_worker_result(params, timeout):
 
     deadline = time.monotonic() + timeout
     status = coordinator.request_report(params)
+    if status.failed:
+        # A failure stops automatic refreshes (see coordinator.needs_refresh);
+        # running the command is an explicit request, so it retries.
+        status = coordinator.request_report(params, force=True)
     while status.result is None or status.is_stale:
         if status.error and not status.busy:
             raise click.ClickException(f"report failed: {status.error['message']}")

@@ -9,7 +9,7 @@ from flask.cli import with_appcontext
 
 from webapp.auth.tokens import issue_token
 from webapp.auth.users import ensure_admin
-from webapp.clicks.events import anonymise_ip, click_row, new_event_id
+from webapp.clicks.events import click_row, encode_click
 from webapp.clicks.store import record_clicks
 from webapp.extensions import db
 from webapp.links import service
@@ -62,16 +62,11 @@ def seed_demo(owner, days=7, clicks_per_link=150, rng=None):
     for slug, url in DEMO_LINKS.items():
         link, _ = service.create_link(url, owner, slug=slug)
         for _ in range(clicks_per_link):
-            agent = rng.choice(DEMO_AGENTS)
-            event = {
-                "e": new_event_id(),
-                "l": str(link.id),
-                "t": f"{time.time() - rng.random() * days * 86400:.3f}",
-                "r": rng.choice(DEMO_REFERRERS),
-                "u": agent,
-                "i": anonymise_ip(f"203.0.113.{rng.randrange(256)}"),
-                "b": "1" if "bot" in agent else "",
-            }
-            rows.append(click_row(event))
+            at = time.time() - rng.random() * days * 86400
+            address = f"203.0.113.{rng.randrange(256)}"
+            line = encode_click(
+                link.id, "GET", rng.choice(DEMO_REFERRERS), rng.choice(DEMO_AGENTS), address, at
+            )
+            rows.append(click_row(line))
     with db.engine.begin() as conn:
         return record_clicks(conn, rows, check_duplicates=False)

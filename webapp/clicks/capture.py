@@ -1,11 +1,13 @@
-"""The redirect's hot path: resolve a slug and capture its click.
+"""The redirect's hot path: resolve a slug, then capture its click.
 
-In the common case this is one Redis round trip: a Lua script reads the
-cached link and, in ``batch`` mode, appends the click to the buffer in the
-same call. The database is read only on a cache miss. When Redis (or, in
-``task`` mode, the broker) fails, the redirect is still answered, from the
-database or the last known entry, and the click goes to the local spool,
-to be replayed when the service is back.
+``resolve`` answers from this process's link cache in the common case, so
+a redirect normally makes no network call at all; on a miss it asks Redis,
+then the database. ``capture`` writes the click's line to the local click
+log (``batch`` mode: the shipper moves it to Redis moments later) or sends
+one Celery task (``task`` mode, seed 001's way). Neither can fail the
+redirect: with Redis down, resolution falls back to the database, and
+clicks wait in the log; with the broker down, task-mode clicks go to the
+log too, and reach the database through the batch drain instead.
 """
 
 import logging
@@ -17,99 +19,73 @@ from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from webapp.breaker import Breaker
-from webapp.clicks import buffer, spool
 from webapp.links import cache
 from webapp.redis_client import request_redis
 
 log = logging.getLogger(__name__)
 
-# KEYS: link cache key, click stream, redirect counter, buffered counter.
-# ARGV: "1" to append the click, then the click's fields as name, value pairs.
-RESOLVE_AND_BUFFER = """
-local entry = redis.call('GET', KEYS[1])
-if (not entry) or entry == '-' then return entry end
-redis.call('INCR', KEYS[3])
-if ARGV[1] == '1' then
-  local tab = string.find(entry, '\\t', 1, true)
-  redis.call('XADD', KEYS[2], '*', 'l', string.sub(entry, 1, tab - 1), unpack(ARGV, 2))
-  redis.call('INCR', KEYS[4])
-end
-return entry
-"""
-SCRIPT_KEYS = (buffer.CLICK_STREAM, buffer.METRIC_KEYS["redirects"], buffer.METRIC_KEYS["clicks_buffered"])
-SCRIPT_EXTENSION = "clickboard.resolve_script"
 BROKER_ERRORS = (KombuError, CeleryError, OSError)
 BROKER_BREAKER = "clickboard.broker_breaker"
 
 
-def follow(slug, event):
-    """Return the ``LinkEntry`` for an enabled slug (capturing the click) or None."""
-    guard = request_redis()
-    batch_mode = current_app.config["CLICK_CAPTURE_MODE"] == "batch"
-    if guard.available:
-        try:
-            entry = resolve_through_redis(guard.client, slug, event, batch_mode)
-            guard.mark_up()
-        except RedisError as exc:
-            log.warning("redis unavailable on redirect, spooling clicks: %s", exc)
-            guard.mark_down()
-        else:
-            if entry is not None and not batch_mode:
-                send_click_task(entry, event)
-            spool.replay_soon_if_pending()
-            return entry
-    entry = resolve_without_redis(slug)
-    if entry is not None:
-        spool.append({**event, "l": str(entry.link_id)})
+def resolve(slug):
+    """The ``LinkEntry`` of an enabled link, or None. Never raises for an outage."""
+    local = current_app.extensions["clickboard.link_cache"]
+    hit, entry = local.get(slug)
+    if hit:
+        return entry
+    try:
+        entry = resolve_through_redis(slug)
+    except RedisError as exc:
+        log.warning("redis unavailable on redirect, reading the database: %s", exc)
+        request_redis().mark_down()
+        entry = resolve_from_database(slug)
+    except SQLAlchemyError as exc:
+        log.error("database unavailable on redirect, using the last known link: %s", exc)
+        return local.entries.get(slug, (None,))[0]
+    local.put(slug, entry)
     return entry
 
 
-def resolve_through_redis(client, slug, event, capture):
-    script = current_app.extensions.get(SCRIPT_EXTENSION)
-    if script is None:
-        script = current_app.extensions[SCRIPT_EXTENSION] = client.register_script(RESOLVE_AND_BUFFER)
-    fields = [item for pair in event.items() for item in pair]
-    value = script(keys=[cache.cache_key(slug), *SCRIPT_KEYS], args=["1" if capture else "0", *fields])
+def resolve_through_redis(slug):
+    guard = request_redis()
+    if not guard.available:
+        return resolve_from_database(slug)
+    value = guard.client.get(cache.cache_key(slug))
     if value == cache.MISSING:
         return None
     if value is not None:
-        entry = cache.LinkEntry.decode(value)
-        cache.remember(slug, entry)
-        return entry
+        return cache.LinkEntry.decode(value)
     entry = cache.load_entry(slug)
-    cache.store(client, slug, entry)
-    if entry is not None:
-        client.incr(buffer.METRIC_KEYS["redirects"])
-        if capture:
-            buffer.append(client, [{**event, "l": str(entry.link_id)}])
-        cache.remember(slug, entry)
+    cache.store(guard.client, slug, entry)
     return entry
 
 
-def resolve_without_redis(slug):
-    try:
-        entry = cache.load_entry(slug)
-    except SQLAlchemyError as exc:
-        log.error("database unavailable on redirect, using last known link: %s", exc)
-        return cache.last_known.get(slug)
-    cache.remember(slug, entry)
-    return entry
+def resolve_from_database(slug):
+    return cache.load_entry(slug)
 
 
-def send_click_task(entry, event):
-    """Task mode: one Celery task per click; a broker failure spools the click."""
+def capture(line):
+    """Keep one click (its line from ``events.encode_click``)."""
+    if current_app.config["CLICK_CAPTURE_MODE"] == "task":
+        send_click_task(line)
+    else:
+        current_app.extensions["clickboard.click_log"].append(line)
+
+
+def send_click_task(line):
+    """Task mode: one Celery task per click; a broker failure logs the click instead."""
     from tasks.clicks import record_link_click
 
-    message = {**event, "l": str(entry.link_id)}
     breaker = current_app.extensions.setdefault(
         BROKER_BREAKER, Breaker(current_app.config["REDIS_RETRY_AFTER"])
     )
     if breaker.available:
         try:
-            record_link_click.apply_async(kwargs={"event": message}, retry=False)
+            record_link_click.apply_async(args=(line,), retry=False)
             breaker.mark_up()
             return
         except BROKER_ERRORS as exc:
-            log.warning("broker unavailable on redirect, spooling click: %s", exc)
+            log.warning("broker unavailable on redirect, logging the click for the drain: %s", exc)
             breaker.mark_down()
-    spool.append(message)
+    current_app.extensions["clickboard.click_log"].append(line)

@@ -8,13 +8,13 @@ transaction, so rows and counters commit together or not at all.
 
 from collections import defaultdict
 
-from sqlalchemy import case, insert, select
+from sqlalchemy import case, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from webapp.dedup import chunks, rows_not_yet_recorded
 from webapp.models import Click, Link, LinkCounter, LinkHourlyClicks
 
-# Keeps every IN (...) list well under SQLite's bound-parameter limit.
-LOOKUP_CHUNK = 900
+CLICK_COLUMNS = ("event_id", "link_id", "created_at", "referrer", "user_agent", "ip_anonymised", "is_bot")
 
 
 def record_clicks(conn, rows, check_duplicates):
@@ -26,19 +26,13 @@ def record_clicks(conn, rows, check_duplicates):
     """
     rows = rows_for_existing_links(conn, rows)
     if check_duplicates:
-        rows = rows_not_yet_recorded(conn, rows)
+        rows = rows_not_yet_recorded(conn, Click.event_id, rows)
     if not rows:
         return 0
-    conn.execute(insert(Click), rows)
+    insert_click_rows(conn, rows)
     upsert_sums(conn, LinkCounter, ["link_id"], counter_rows(rows), latest=["last_click_at"])
     upsert_sums(conn, LinkHourlyClicks, ["link_id", "hour"], hourly_rows(rows))
     return len(rows)
-
-
-def chunks(items, size=LOOKUP_CHUNK):
-    items = list(items)
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def rows_for_existing_links(conn, rows):
@@ -49,12 +43,32 @@ def rows_for_existing_links(conn, rows):
     return rows if existing == link_ids else [row for row in rows if row["link_id"] in existing]
 
 
-def rows_not_yet_recorded(conn, rows):
-    unique = {row["event_id"]: row for row in rows}  # also drops duplicates within the batch
-    seen = set()
-    for chunk in chunks(unique):
-        seen.update(conn.scalars(select(Click.event_id).where(Click.event_id.in_(chunk))))
-    return [row for event_id, row in unique.items() if event_id not in seen]
+def insert_click_rows(conn, rows):
+    """One ``executemany`` on the driver: at thousands of rows a batch, SQLAlchemy's
+    per-row parameter handling would cost more than the database's insert."""
+    marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"INSERT INTO click ({', '.join(CLICK_COLUMNS)}) VALUES ({', '.join([marker] * len(CLICK_COLUMNS))})"
+    )
+    if conn.dialect.name == "sqlite":
+        values = [sqlite_click_values(row) for row in rows]
+    else:
+        values = [tuple(row[column] for column in CLICK_COLUMNS) for row in rows]
+    conn.exec_driver_sql(sql, values)
+
+
+def sqlite_click_values(row):
+    # SQLAlchemy's own text form for DateTime in SQLite, so the ORM reads these back alike.
+    created_at = f"{row['created_at']:%Y-%m-%d %H:%M:%S.%f}"
+    return (
+        row["event_id"],
+        row["link_id"],
+        created_at,
+        row["referrer"],
+        row["user_agent"],
+        row["ip_anonymised"],
+        1 if row["is_bot"] else 0,
+    )
 
 
 def counter_rows(rows):

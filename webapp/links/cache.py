@@ -1,15 +1,22 @@
 """The slug → target cache the redirect reads instead of the database.
 
-Each slug has one Redis string key. Its value is an encoded ``LinkEntry``,
-or ``-`` for "no such enabled link" (cached briefly, so a scan of random
-slugs does not become a scan of the database). Any change to a link deletes
-its key; ``LINK_CACHE_SECONDS`` bounds how long a missed invalidation (Redis
-down at that moment) can last.
+Two levels. Each process keeps the entries it has used in memory for up to
+``LINK_LOCAL_CACHE_SECONDS``, so a redirect usually costs no network call at
+all; behind it, Redis keeps one key per slug for ``LINK_CACHE_SECONDS``
+(``-`` for "no such enabled link", briefly, so a scan of random slugs does
+not become a scan of the database). The database is read only when both miss.
 
-Each process also remembers the entries it has seen, the "last known" cache
-used only when both Redis and the database fail.
+Any change to a link goes through ``invalidate``: it deletes the Redis key
+and appends the slug to the ``cb:link-changes`` stream, which a thread in
+every process follows a few times a second to drop its own copy. If that
+thread loses Redis, it forgets every entry once Redis is back, since it may
+have missed changes; the local TTL bounds the rest.
 """
 
+import logging
+import os
+import threading
+import time
 from dataclasses import dataclass
 
 from flask import current_app
@@ -17,12 +24,15 @@ from redis import RedisError
 
 from webapp.extensions import db
 from webapp.models import Link
-from webapp.redis_client import request_redis, worker_redis
+from webapp.redis_client import worker_redis
+
+log = logging.getLogger(__name__)
 
 MISSING = "-"
 MISSING_TTL_SECONDS = 30
-LAST_KNOWN_LIMIT = 10_000
-last_known = {}
+CHANGES_STREAM = "cb:link-changes"
+CHANGES_KEPT = 10_000
+FOLLOW_INTERVAL = 0.2
 
 
 @dataclass(frozen=True)
@@ -56,14 +66,68 @@ def load_entry(slug):
     return entry_for(link)
 
 
-def remember(slug, entry):
-    if len(last_known) >= LAST_KNOWN_LIMIT:
-        last_known.clear()
-    last_known[slug] = entry
+class LocalLinkCache:
+    """This process's copies: slug → (entry or None, expiry), plus the change follower."""
+
+    def __init__(self, ttl, client):
+        self.ttl = ttl
+        self.client = client
+        self.entries = {}
+        self.follower_pid = None
+
+    def get(self, slug):
+        """(True, entry) on a live hit, (False, None) on a miss."""
+        found = self.entries.get(slug)
+        if found is None or found[1] < time.monotonic():
+            return False, None
+        return True, found[0]
+
+    def put(self, slug, entry):
+        if self.follower_pid != os.getpid():
+            self.start_following()
+        ttl = self.ttl if entry is not None else min(self.ttl, MISSING_TTL_SECONDS)
+        self.entries[slug] = (entry, time.monotonic() + ttl)
+
+    def evict(self, slug):
+        self.entries.pop(slug, None)
+
+    def start_following(self):
+        self.follower_pid = os.getpid()
+        self.entries.clear()  # copies inherited over a fork were never followed here
+        threading.Thread(target=self.follow_changes, name="link-changes", daemon=True).start()
+
+    def follow_changes(self):
+        last_id, in_contact = None, False
+        while True:
+            time.sleep(FOLLOW_INTERVAL)
+            try:
+                if not in_contact:
+                    last_id = latest_change_id(self.client)
+                    self.entries.clear()  # changes may have been missed meanwhile
+                    in_contact = True
+                last_id = self.apply_changes(last_id)
+            except RedisError:
+                in_contact = False
+            except Exception:  # noqa: BLE001 - the thread must live on
+                log.exception("following link changes failed")
+                in_contact = False
+
+    def apply_changes(self, last_id):
+        reply = self.client.xread({CHANGES_STREAM: last_id}, count=1000)
+        for _, messages in reply:
+            for message_id, fields in messages:
+                self.evict(fields.get("slug"))
+                last_id = message_id
+        return last_id
+
+
+def latest_change_id(client):
+    newest = client.xrevrange(CHANGES_STREAM, count=1)
+    return newest[0][0] if newest else "0-0"
 
 
 def store(client, slug, entry):
-    """Cache an entry (or its absence) after a database lookup."""
+    """Cache an entry (or its absence) in Redis after a database lookup."""
     if entry is None:
         client.set(cache_key(slug), MISSING, ex=MISSING_TTL_SECONDS)
     else:
@@ -71,14 +135,16 @@ def store(client, slug, entry):
 
 
 def invalidate(slug):
-    """Forget a slug after its link changed; call after the commit."""
-    last_known.pop(slug, None)
+    """Forget a slug everywhere after its link changed; call after the commit."""
+    current_app.extensions["clickboard.link_cache"].evict(slug)
     try:
-        worker_redis().delete(cache_key(slug))
+        pipe = worker_redis().pipeline()
+        pipe.delete(cache_key(slug))
+        pipe.xadd(CHANGES_STREAM, {"slug": slug}, maxlen=CHANGES_KEPT, approximate=True)
+        pipe.execute()
     except RedisError:
         current_app.logger.warning(
-            "could not invalidate cached link %r; it expires within %ss",
+            "could not announce the change of link %r; other processes keep it for up to %ss",
             slug,
-            current_app.config["LINK_CACHE_SECONDS"],
+            current_app.config["LINK_LOCAL_CACHE_SECONDS"],
         )
-        request_redis().mark_down()

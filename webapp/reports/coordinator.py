@@ -104,11 +104,23 @@ def read_status(params):
 def request_report(params, force=False):
     """Return the report's status, enqueueing one computation if it needs one."""
     status = read_status(params)
-    wants_refresh = force or not status.fresh or early_refresh_due(status.result)
+    wants_refresh = force or needs_refresh(status)
     if wants_refresh and not status.busy and claim_refresh(params, force or status.fresh):
         status.enqueued = True
         enqueue(params)
     return status
+
+
+def needs_refresh(status):
+    """Whether a request should start a computation without being asked to.
+
+    Not after a failure: the polling card would otherwise re-run a failing
+    report every second and never show the error. The card offers Retry
+    (a forced refresh) instead.
+    """
+    if status.failed:
+        return False
+    return not status.fresh or early_refresh_due(status.result)
 
 
 def early_refresh_due(result, now=None):

@@ -28,8 +28,9 @@ class LostLock(RuntimeError):
 class Heartbeat:
     """Keeps the lock and the ``:working``/``:progress`` keys alive from a background thread."""
 
-    def __init__(self, lock, keys, ttl):
-        self.lock, self.keys, self.ttl = lock, keys, ttl
+    def __init__(self, client, lock, keys, ttl):
+        # The client is passed in: the thread has no app context, so worker_redis() fails there.
+        self.client, self.lock, self.keys, self.ttl = client, lock, keys, ttl
         self.stopped = threading.Event()
         self.lost = False
         self.thread = threading.Thread(target=self.beat, daemon=True)
@@ -46,7 +47,7 @@ class Heartbeat:
         while not self.stopped.wait(self.ttl / 3):
             try:
                 self.lock.reacquire()
-                pipe = worker_redis().pipeline()
+                pipe = self.client.pipeline()
                 pipe.expire(self.keys.working, int(self.ttl) + 1)
                 pipe.expire(self.keys.progress, int(self.ttl) + 1)
                 pipe.execute()
@@ -69,7 +70,7 @@ def run_report(params, compute):
         return None
     try:
         mark_working(client, keys, ttl)
-        with Heartbeat(lock, keys, ttl) as heartbeat:
+        with Heartbeat(client, lock, keys, ttl) as heartbeat:
             started = time.perf_counter()
             report = compute(progress_writer(client, keys, ttl, heartbeat))
             duration = time.perf_counter() - started
