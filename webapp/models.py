@@ -5,10 +5,22 @@ Click rows are written only by the click drain (``webapp.clicks.store``);
 so that nothing on a request path ever counts click rows.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -142,3 +154,22 @@ class ReportRun(db.Model):
     duration_ms: Mapped[int | None] = mapped_column(Integer)
     result: Mapped[dict | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class LinkDailyReferrers(db.Model):
+    """Clicks per link per UTC day per referring host ("" for direct): the referrers table."""
+
+    link_id: Mapped[int] = mapped_column(ForeignKey("link.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    referrer_host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class LinkDailyAgents(db.Model):
+    """Clicks per link per UTC day per browser or bot family: the user-agent tables."""
+
+    link_id: Mapped[int] = mapped_column(ForeignKey("link.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    agent: Mapped[str] = mapped_column(String(64), primary_key=True)
+    is_bot: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    clicks: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -1,18 +1,20 @@
 """Where a click becomes a row: click rows plus the counters kept beside them.
 
-``record_clicks`` is the only writer of ``click``, ``link_counter`` and
-``link_hourly_clicks``. The batch drain calls it with thousands of clicks,
+``record_clicks`` is the only writer of ``click`` and of the rollups the
+dashboard reads instead of it: ``link_counter``, ``link_hourly_clicks``,
+``link_daily_referrers`` and ``link_daily_agents``. The batch drain calls it with thousands of clicks,
 the per-click task with one; either way it runs inside the caller's
 transaction, so rows and counters commit together or not at all.
 """
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from sqlalchemy import case, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from webapp.clicks.agents import agent_family, referrer_host
 from webapp.dedup import chunks, rows_not_yet_recorded
-from webapp.models import Click, Link, LinkCounter, LinkHourlyClicks
+from webapp.models import Click, Link, LinkCounter, LinkDailyAgents, LinkDailyReferrers, LinkHourlyClicks
 
 CLICK_COLUMNS = ("event_id", "link_id", "created_at", "referrer", "user_agent", "ip_anonymised", "is_bot")
 
@@ -32,6 +34,8 @@ def record_clicks(conn, rows, check_duplicates):
     insert_click_rows(conn, rows)
     upsert_sums(conn, LinkCounter, ["link_id"], counter_rows(rows), latest=["last_click_at"])
     upsert_sums(conn, LinkHourlyClicks, ["link_id", "hour"], hourly_rows(rows))
+    upsert_sums(conn, LinkDailyReferrers, ["link_id", "day", "referrer_host"], referrer_rows(rows))
+    upsert_sums(conn, LinkDailyAgents, ["link_id", "day", "agent", "is_bot"], agent_rows(rows))
     return len(rows)
 
 
@@ -89,8 +93,33 @@ def hourly_rows(rows):
     return [{"link_id": link_id, "hour": hour, **total} for (link_id, hour), total in totals.items()]
 
 
+def referrer_rows(rows):
+    totals = Counter(
+        (row["link_id"], row["created_at"].date(), referrer_host(row["referrer"]))
+        for row in rows
+        if not row["is_bot"]
+    )
+    return [
+        {"link_id": link_id, "day": day, "referrer_host": host, "clicks": count}
+        for (link_id, day, host), count in totals.items()
+    ]
+
+
+def agent_rows(rows):
+    totals = Counter(
+        (row["link_id"], row["created_at"].date(), agent_family(row["user_agent"]), row["is_bot"])
+        for row in rows
+    )
+    return [
+        {"link_id": link_id, "day": day, "agent": agent, "is_bot": is_bot, "clicks": count}
+        for (link_id, day, agent, is_bot), count in totals.items()
+    ]
+
+
 def upsert_sums(conn, model, keys, rows, latest=()):
     """One ``INSERT ... ON CONFLICT DO UPDATE`` per row: add the counts, keep the latest time."""
+    if not rows:
+        return
     table = model.__table__
     dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     stmt = dialect_insert(table)

@@ -1,22 +1,19 @@
-"""The dashboard home page (behind login)."""
+"""The dashboard (behind login): home, links, ops panel, API tokens.
 
-from flask import Blueprint, render_template
+Every live region is a fragment: the page includes it on first render and
+htmx refreshes it from its own endpoint while the tab is visible.
+"""
+
+from flask import Blueprint
 from flask_login import login_required
-from sqlalchemy import func
-
-from webapp.extensions import db
-from webapp.models import Link, LinkCounter
-from webapp.reports.views import report_card_context
 
 bp = Blueprint("dashboard", __name__)
 
 
-@bp.get("/")
+@bp.before_request
 @login_required
-def index():
-    totals = db.session.execute(
-        db.select(func.count(Link.id), func.coalesce(func.sum(LinkCounter.clicks), 0)).outerjoin(LinkCounter)
-    ).one()
-    return render_template(
-        "dashboard/index.html", link_count=totals[0], click_count=totals[1], **report_card_context({})
-    )
+def require_login():
+    """Every dashboard route, page or fragment, is for logged-in users only."""
+
+
+from webapp.dashboard import home, links, ops, tokens  # noqa: E402,F401  (register routes on bp)

@@ -1,0 +1,148 @@
+"""Links in the dashboard: list with search, sort and pages; create; the link page.
+
+The create form validates as you type (``/links/validate``) with the same
+rules the API uses; a delete answers 303 to the list.
+"""
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import or_
+
+from webapp.api.links import short_url
+from webapp.dashboard import bp, stats
+from webapp.dashboard.home import chart_context
+from webapp.extensions import db
+from webapp.links import service
+from webapp.links.validation import InvalidLink, normalise_slug, normalise_url
+from webapp.models import Link, LinkCounter
+
+PAGE_SIZE = 25
+SORTS = {
+    "new": (Link.id.desc(),),
+    "old": (Link.id.asc(),),
+    "clicks": (LinkCounter.clicks.desc().nulls_last(), Link.id.desc()),
+    "slug": (Link.slug.asc(),),
+}
+
+
+@bp.get("/links")
+def links_page():
+    context = links_list_context()
+    if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "links-table":
+        return render_template("dashboard/_links_table.html", **context)
+    return render_template("dashboard/links.html", form={}, errors={}, **context)
+
+
+def links_list_context():
+    search = request.args.get("q", "").strip()[:100]
+    sort = request.args.get("sort", "new")
+    sort = sort if sort in SORTS else "new"
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    query = stats.visible_links(current_user).outerjoin(LinkCounter, LinkCounter.link_id == Link.id)
+    if search:
+        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(
+            or_(Link.slug.ilike(pattern, escape="\\"), Link.target_url.ilike(pattern, escape="\\"))
+        )
+    query = query.add_columns(LinkCounter.clicks).order_by(*SORTS[sort])
+    rows = db.session.execute(query.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)).all()
+    return {
+        "rows": rows[:PAGE_SIZE],
+        "has_next": len(rows) > PAGE_SIZE,
+        "page": page,
+        "q": search,
+        "sort": sort,
+    }
+
+
+@bp.post("/links")
+def create_link():
+    form = {"url": request.form.get("url", ""), "slug": request.form.get("slug", "").strip()}
+    errors = validate_link_form(form)
+    if not errors:
+        try:
+            link, created = service.create_link(form["url"], current_user, slug=form["slug"] or None)
+        except service.SlugTaken as exc:
+            errors["slug"] = str(exc)
+        else:
+            flash(
+                f"Created {short_url(link.slug)}" if created else "You already had a link to that URL.", "ok"
+            )
+            return redirect(url_for("dashboard.link_page", slug=link.slug), 303)
+    return render_template("dashboard/links.html", form=form, errors=errors, **links_list_context()), 400
+
+
+@bp.post("/links/validate")
+def validate_link():
+    """Inline validation: the form's error messages, as a fragment."""
+    form = {"url": request.form.get("url", ""), "slug": request.form.get("slug", "").strip()}
+    errors = validate_link_form(form, require_url=bool(form["url"]))
+    return render_template("dashboard/_link_form_errors.html", errors=errors)
+
+
+def validate_link_form(form, require_url=True):
+    errors = {}
+    if require_url:
+        try:
+            normalise_url(form["url"])
+        except InvalidLink as exc:
+            errors["url"] = str(exc)
+    if form["slug"]:
+        try:
+            slug = normalise_slug(form["slug"])
+        except InvalidLink as exc:
+            errors["slug"] = str(exc)
+        else:
+            if service.get_link(slug) is not None:
+                errors["slug"] = f"slug '{slug}' is already taken"
+    return errors
+
+
+def own_link_or_404(slug):
+    link = service.get_link(slug)
+    if link is None or not (current_user.is_admin or link.owner_id == current_user.id):
+        abort(404)
+    return link
+
+
+@bp.get("/links/<slug>")
+def link_page(slug):
+    link = own_link_or_404(slug)
+    return render_template(
+        "dashboard/link.html",
+        link=link,
+        short_url=short_url(link.slug),
+        **link_stats_context(link),
+        **chart_context(link.id),
+    )
+
+
+@bp.get("/links/<slug>/stats")
+def link_stats_fragment(slug):
+    link = own_link_or_404(slug)
+    return render_template("dashboard/_link_stats.html", link=link, **link_stats_context(link))
+
+
+def link_stats_context(link):
+    return {
+        "referrers": stats.top_referrers(link.id),
+        "browsers": stats.agent_families(link.id, bots=False),
+        "bots": stats.agent_families(link.id, bots=True),
+        "recent": stats.recent_clicks(link.id),
+    }
+
+
+@bp.post("/links/<slug>/enabled")
+def set_link_enabled(slug):
+    link = own_link_or_404(slug)
+    service.set_enabled(link, request.form.get("enabled") == "1")
+    flash(f"{'Enabled' if link.enabled else 'Disabled'} /r/{link.slug}.", "ok")
+    return redirect(url_for("dashboard.link_page", slug=link.slug), 303)
+
+
+@bp.post("/links/<slug>/delete")
+def delete_link(slug):
+    link = own_link_or_404(slug)
+    service.delete_link(link)
+    flash(f"Deleted /r/{slug}.", "ok")
+    return redirect(url_for("dashboard.links_page"), 303)

@@ -1,0 +1,48 @@
+"""The ops panel: queues, click backlog and lag, workers, beat, recent failures.
+
+Everything comes from Redis keys the workers write themselves and from the
+broker's queue sizes, each read with a short timeout: the panel renders,
+and says what it could not read, even with no worker alive.
+"""
+
+import time
+
+from flask import current_app, render_template
+
+from webapp import ops
+from webapp.clicks import click_log
+from webapp.clicks.buffer import CLICK_BUFFER
+from webapp.dashboard import bp
+from webapp.pageviews.ingest import PAGEVIEW_BUFFER
+from webapp.redis_client import request_redis
+
+
+@bp.get("/ops")
+def ops_page():
+    return render_template("dashboard/ops.html", **ops_context())
+
+
+@bp.get("/fragments/ops")
+def ops_fragment():
+    return render_template("dashboard/_ops.html", **ops_context())
+
+
+def ops_context():
+    context = {"now": time.time(), "problems": []}
+    client = request_redis().client
+    readers = {
+        "clicks": lambda: CLICK_BUFFER.backlog(client),
+        "pageviews": lambda: PAGEVIEW_BUFFER.backlog(client),
+        "workers": lambda: ops.live_workers(client),
+        "failures": lambda: ops.recent_failures(client),
+        "last_drain": lambda: float(client.get(CLICK_BUFFER.last_drain_key) or 0) or None,
+        "queues": lambda: ops.queue_depths(current_app.extensions["celery"]),
+        "log_files": lambda: click_log.pending_files(current_app.config["CLICK_LOG_DIR"]),
+    }
+    for name, read in readers.items():
+        try:
+            context[name] = read()
+        except Exception as exc:  # noqa: BLE001 - the panel shows what failed instead of failing
+            context[name] = None
+            context["problems"].append(f"{name}: {type(exc).__name__}: {exc}"[:200])
+    return context
