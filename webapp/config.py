@@ -23,6 +23,11 @@ def celery_config(cfg):
     broker_url = cfg.get("CELERY_BROKER_URL") or cfg["REDIS_URL"]
     drain_interval = cfg["CLICK_DRAIN_INTERVAL"]
     queues = [Queue(name, Exchange(name), routing_key=name) for name in TASK_QUEUES]
+    # One queue per named host (seed 002): work that must run on that server.
+    host_exchange = Exchange("host", type="direct")
+    queues += [
+        Queue(f"host.{name}", host_exchange, routing_key=f"host.{name}") for name in cfg["HOST_QUEUES"]
+    ]
     return {
         "broker_url": broker_url,
         "task_ignore_result": True,
@@ -36,10 +41,16 @@ def celery_config(cfg):
             "tasks.pageviews.*": {"queue": "clicks"},
             "tasks.reports.compute_*": {"queue": "reports"},
             "tasks.reports.record_*": {"queue": "default"},
+            "tasks.links.*": {"queue": "default"},
         },
         "task_annotations": {
             "tasks.clicks.record_link_click": {"max_retries": cfg["CLICK_TASK_MAX_RETRIES"]},
+            # Per worker process: give each host's workers the quota that host has.
+            "tasks.links.check_link_target": {"rate_limit": cfg["LINK_CHECK_RATE_LIMIT"]},
         },
+        # Our long-running tasks are idempotent and acknowledged late: a worker
+        # must not hold a second one it has not started while it runs the first.
+        "worker_prefetch_multiplier": 1,
         "beat_schedule": {
             "drain-click-buffer": {
                 "task": "tasks.clicks.drain_click_buffer",
@@ -53,6 +64,11 @@ def celery_config(cfg):
                 "task": "tasks.pageviews.drain_pageview_buffer",
                 "schedule": timedelta(seconds=drain_interval),
                 "options": {"expires": max(drain_interval, 1.0)},
+            },
+            "check-stale-links": {
+                "task": "tasks.links.check_stale_links",
+                "schedule": timedelta(hours=1),
+                "options": {"expires": 3600},
             },
             "ship-orphaned-clicks": {
                 "task": "tasks.clicks.ship_orphaned_clicks",
@@ -95,6 +111,9 @@ def load_config(environ=os.environ):
     def text(name, default=None):
         return environ.get(name, default)
 
+    def comma_list(name):
+        return [item.strip() for item in environ.get(name, "").split(",") if item.strip()]
+
     def number(name, default, kind=float):
         try:
             return kind(environ.get(name, default))
@@ -133,7 +152,7 @@ def load_config(environ=os.environ):
         "LINK_CACHE_SECONDS": number("LINK_CACHE_SECONDS", 300, int),
         # Each process's own copy; changes reach it within a second, this bounds an outage.
         "LINK_LOCAL_CACHE_SECONDS": number("LINK_LOCAL_CACHE_SECONDS", 30),
-        "TRUSTED_PROXIES": [item.strip() for item in text("TRUSTED_PROXIES", "").split(",") if item.strip()],
+        "TRUSTED_PROXIES": comma_list("TRUSTED_PROXIES"),
         "PUBLIC_BASE_URL": text("PUBLIC_BASE_URL", ""),
         # The report: fresh for this long, the last result kept this long,
         # sentinels of a silent worker gone after these.
@@ -141,6 +160,13 @@ def load_config(environ=os.environ):
         "REPORT_RETENTION_SECONDS": number("REPORT_RETENTION_SECONDS", 7 * 24 * 3600, int),
         "REPORT_HEARTBEAT_TTL_SECONDS": number("REPORT_HEARTBEAT_TTL_SECONDS", 10),
         "REPORT_SENT_TTL_SECONDS": number("REPORT_SENT_TTL_SECONDS", 120, int),
+        # Target checks: a rate per worker process ("30/m"), a time cap, and
+        # hosts exempt from the public-address rule (tests, internal targets).
+        "LINK_CHECK_RATE_LIMIT": text("LINK_CHECK_RATE_LIMIT", "30/m"),
+        "LINK_CHECK_TIMEOUT": number("LINK_CHECK_TIMEOUT", 5.0),
+        "LINK_CHECK_ALLOWED_HOSTS": comma_list("LINK_CHECK_ALLOWED_HOSTS"),
+        # Names of hosts with their own queue host.<name> (every process must know them).
+        "HOST_QUEUES": comma_list("HOST_QUEUES"),
         "ADMIN_EMAIL": text("ADMIN_EMAIL", "admin@example.com"),
         "ADMIN_PASSWORD": text("ADMIN_PASSWORD"),
     }

@@ -78,6 +78,13 @@ class Link(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
+    # The last check of the target (see webapp.links.checker); None until checked.
+    target_ok: Mapped[bool | None] = mapped_column(Boolean)
+    target_status: Mapped[int | None] = mapped_column(Integer)
+    target_title: Mapped[str | None] = mapped_column(String(300))
+    target_error: Mapped[str | None] = mapped_column(String(300))
+    checked_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+
     owner: Mapped[User | None] = relationship()
     counter: Mapped["LinkCounter | None"] = relationship(lazy="joined", viewonly=True)
 

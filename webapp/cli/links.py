@@ -3,6 +3,7 @@
 import json
 
 import click
+from flask import current_app
 from flask.cli import with_appcontext
 
 from webapp.api.links import link_json
@@ -38,6 +39,23 @@ def show_link_command(slug):
     if link is None:
         raise click.ClickException(f"no link with slug '{slug}'")
     click.echo(json.dumps(link_json(link), indent=2))
+
+
+@links.command("check")
+@click.argument("slug")
+@click.option("--host", help="Run the check on this host's workers (queue host.NAME; see HOST_QUEUES).")
+@with_appcontext
+def check_link_command(slug, host):
+    """Enqueue a check of the link's target (status and title, shown on its page)."""
+    from tasks.links import send_link_check
+
+    link = service.get_link(slug)
+    if link is None:
+        raise click.ClickException(f"no link with slug '{slug}'")
+    if host and host not in current_app.config["HOST_QUEUES"]:
+        raise click.ClickException(f"unknown host '{host}': add it to HOST_QUEUES")
+    result = send_link_check(link.id, host=host)
+    click.echo(f"check of /r/{slug} enqueued as task {result.id}")
 
 
 @click.group(help="The click pipeline.")

@@ -140,6 +140,20 @@ def set_link_enabled(slug):
     return redirect(url_for("dashboard.link_page", slug=link.slug), 303)
 
 
+@bp.post("/links/<slug>/check")
+def check_link(slug):
+    from tasks.links import send_link_check
+
+    link = own_link_or_404(slug)
+    try:
+        send_link_check(link.id)
+    except Exception:  # noqa: BLE001 - the broker is down: say so, lose nothing
+        flash("Could not reach the task queue; try again shortly.", "error")
+    else:
+        flash("Checking the target; the result appears here in a moment.", "ok")
+    return redirect(url_for("dashboard.link_page", slug=link.slug), 303)
+
+
 @bp.post("/links/<slug>/delete")
 def delete_link(slug):
     link = own_link_or_404(slug)

@@ -1,0 +1,156 @@
+"""Fetch a link's target to see whether it is still there: status and page title.
+
+The URLs are typed by users, so the fetch is the classic SSRF risk and is
+fenced in accordingly:
+
+- the host is resolved here and every address it resolves to must be a
+  public one (no loopback, private, link-local (cloud metadata), multicast
+  or reserved ranges), unless the host is in ``allowed_hosts``;
+- the connection goes to the address that was checked, never to a second
+  lookup that could answer differently (DNS rebinding), with TLS still
+  verified against the host name;
+- every redirect hop is checked the same way, up to ``MAX_REDIRECTS``;
+- time and bytes read are capped; no cookies, tokens or credentials are sent.
+"""
+
+import html
+import http.client
+import ipaddress
+import re
+import socket
+import ssl
+import time
+from dataclasses import asdict, dataclass
+from urllib.parse import urljoin, urlsplit
+
+MAX_REDIRECTS = 5
+MAX_BYTES = 256 * 1024
+USER_AGENT = "ClickboardLinkChecker/1.0 (+https://github.com/clickboard)"
+TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+REDIRECTS = {301, 302, 303, 307, 308}
+
+
+class UnsafeTarget(Exception):
+    """The target resolves to an address we refuse to fetch."""
+
+
+@dataclass
+class CheckResult:
+    ok: bool
+    status: int | None = None
+    final_url: str | None = None
+    title: str | None = None
+    error: str | None = None
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def check_url(url, allowed_hosts=(), timeout=5.0):
+    """Follow ``url`` safely; a 2xx/3xx final answer is ``ok``. Never raises."""
+    deadline = time.monotonic() + timeout
+    try:
+        for _ in range(MAX_REDIRECTS + 1):
+            status, location, body = fetch_once(url, allowed_hosts, deadline)
+            if status in REDIRECTS and location:
+                url = urljoin(url, location)
+                continue
+            return CheckResult(ok=200 <= status < 400, status=status, final_url=url, title=page_title(body))
+        return CheckResult(ok=False, final_url=url, error=f"more than {MAX_REDIRECTS} redirects")
+    except UnsafeTarget as exc:
+        return CheckResult(ok=False, final_url=url, error=str(exc))
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        return CheckResult(ok=False, final_url=url, error=f"{type(exc).__name__}: {exc}"[:300])
+
+
+def fetch_once(url, allowed_hosts, deadline):
+    """One request to a checked address: (status, Location header, first bytes of the body)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UnsafeTarget(f"refusing to fetch {parts.scheme or 'a relative'} URL")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    address = safe_address(parts.hostname, port, allowed_hosts)
+    timeout = remaining(deadline)
+    if parts.scheme == "https":
+        conn = PinnedHTTPSConnection(parts.hostname, port, address, timeout=timeout)
+    else:
+        conn = PinnedHTTPConnection(parts.hostname, port, address, timeout=timeout)
+    try:
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        conn.request("GET", path, headers={"User-Agent": USER_AGENT, "Accept": "text/html,*/*;q=0.5"})
+        response = conn.getresponse()
+        body = read_capped(response, deadline)
+        return response.status, response.getheader("Location"), body
+    finally:
+        conn.close()
+
+
+def safe_address(host, port, allowed_hosts):
+    """The first address of ``host`` after checking that all of them are public."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UnsafeTarget(f"cannot resolve {host}: {exc.strerror}") from None
+    addresses = [info[4][0] for info in infos]
+    if host not in allowed_hosts:
+        for address in addresses:
+            if not is_public(address):
+                raise UnsafeTarget(f"{host} resolves to a non-public address ({address})")
+    return addresses[0]
+
+
+def is_public(address):
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved)
+
+
+def remaining(deadline):
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the check took too long")
+    return left
+
+
+def read_capped(response, deadline):
+    chunks, size = [], 0
+    while size < MAX_BYTES:
+        remaining(deadline)
+        chunk = response.read(min(16 * 1024, MAX_BYTES - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def page_title(body):
+    match = TITLE.search(body or b"")
+    if not match:
+        return None
+    title = html.unescape(match.group(1).decode("utf-8", errors="replace"))
+    return " ".join(title.split())[:300] or None
+
+
+class PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to an address we checked, sending the real host name."""
+
+    def __init__(self, host, port, address, timeout):
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self):
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """Like ``PinnedHTTPConnection``, with TLS verified against the host name."""
+
+    def __init__(self, host, port, address, timeout):
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self.address = address
+
+    def connect(self):
+        sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
