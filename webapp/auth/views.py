@@ -2,7 +2,7 @@
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
@@ -10,6 +10,7 @@ from wtforms.validators import DataRequired
 
 from webapp.auth import throttle
 from webapp.auth.users import find_user
+from webapp.clicks.events import client_ip
 from webapp.extensions import db, login_manager
 from webapp.models import User
 
@@ -49,7 +50,7 @@ def login():
         return redirect(url_for("dashboard.index"))
     form = LoginForm()
     if form.validate_on_submit():
-        keys = throttle.keys_for(form.email.data, request.remote_addr)
+        keys = throttle.keys_for(form.email.data, login_address())
         if throttle.blocked(keys):
             return render_template("auth/login.html", form=form, throttled=True), 429
         user = find_user(form.email.data)
@@ -61,6 +62,12 @@ def login():
         flash("Wrong email or password.", "error")
         return render_template("auth/login.html", form=form), 401
     return render_template("auth/login.html", form=form)
+
+
+def login_address():
+    """The client's address, read through trusted proxies: else all would share the proxy's count."""
+    trusted = current_app.extensions["clickboard.trusted_proxies"]
+    return client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"), trusted)
 
 
 @bp.post("/logout")

@@ -1,0 +1,319 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright.
+
+Against real gunicorn (two workers), a Celery worker, beat and Redis: the
+login form, the link form's inline validation, clicks on a short URL
+showing up in the totals and the chart without a navigation, the ops panel
+noticing a worker come and go, polling that pauses in a hidden tab, and a
+dashboard whose session ended going to the login page. Short links point at
+the gunicorn under test itself, so the browser never needs the internet.
+Screenshots go to ``test-artifacts/``.
+"""
+
+import os
+import time
+
+import pytest
+import requests
+
+from tests.dashboard_helpers import CHROME, FIREFOX, GOOGLEBOT, OWNER_EMAIL, OWNER_PASSWORD, record
+from tests.processes import wait_for
+from webapp import PROJECT_ROOT
+from webapp.links import service
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:
+    pytest.skip("playwright is not importable; pip install -r requirements-dev.txt", allow_module_level=True)
+
+CHROMIUM = "/usr/bin/chromium"
+if not os.path.exists(CHROMIUM):
+    pytest.skip("Chromium not found at /usr/bin/chromium; apt-get install chromium", allow_module_level=True)
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = os.path.join(PROJECT_ROOT, "test-artifacts")
+MARKER = "same document"
+
+HIDE_TAB = """() => {
+  Object.defineProperty(document, "visibilityState", {configurable: true, get: () => "hidden"});
+  Object.defineProperty(document, "hidden", {configurable: true, get: () => true});
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+SHOW_TAB = """() => {
+  delete document.visibilityState;
+  delete document.hidden;
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def context(browser):
+    context = browser.new_context(viewport={"width": 1200, "height": 1000})
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(context):
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    return page
+
+
+@pytest.fixture
+def artifacts():
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    return lambda name: os.path.join(ARTIFACTS, name)
+
+
+@pytest.fixture
+def web(app, user, processes):
+    return processes.web(workers=2)
+
+
+def log_in(page, web):
+    page.goto(web.url + "/login")
+    page.fill('input[name="email"]', OWNER_EMAIL)
+    page.fill('input[name="password"]', OWNER_PASSWORD)
+    with page.expect_navigation():
+        page.click('button[type="submit"]')
+    assert not page.url.startswith(web.url + "/login"), "login failed"
+
+
+def mark_document(page):
+    """Mark this document; a navigation would lose the mark."""
+    page.evaluate(f"window.__marker = {MARKER!r}")
+    return page.url
+
+
+def assert_same_document(page, url):
+    assert page.url == url
+    assert page.evaluate("window.__marker") == MARKER
+
+
+def htmx_requests(page):
+    """A list that fills with the URLs of htmx requests the page makes from now on."""
+    seen = []
+    page.on(
+        "request", lambda request: seen.append(request.url) if request.headers.get("hx-request") else None
+    )
+    return seen
+
+
+def test_login_form_logs_in_to_the_dashboard(web, page, artifacts):
+    page.goto(web.url + "/links")
+    assert page.url.startswith(web.url + "/login?next=")
+    page.screenshot(path=artifacts("dashboard-login.png"), full_page=True)
+    page.fill('input[name="email"]', OWNER_EMAIL)
+    page.fill('input[name="password"]', OWNER_PASSWORD)
+    with page.expect_navigation():
+        page.click('button[type="submit"]')
+    assert page.url.rstrip("?") == web.url + "/links"
+    assert page.locator("h1").inner_text() == "Links"
+
+
+def test_link_form_shows_the_error_inline_then_creates_the_link(web, page, artifacts):
+    log_in(page, web)
+    page.goto(web.url + "/links")
+    url = mark_document(page)
+
+    page.locator('input[name="url"]').press_sequentially("example.com/page")
+    error = page.locator('#link-form-errors [data-field="url"]')
+    error.wait_for()
+    assert error.inner_text() == "url must start with http:// or https://"
+    assert_same_document(page, url)
+    page.screenshot(path=artifacts("dashboard-link-form-error.png"), full_page=True)
+
+    page.fill('input[name="url"]', "")
+    page.locator('input[name="url"]').press_sequentially(f"{web.url}/healthz")
+    page.locator('input[name="slug"]').press_sequentially("health")
+    error.wait_for(state="detached")
+    with page.expect_navigation():
+        page.click('form.link-form button[type="submit"]')
+
+    assert page.url == web.url + "/links/health"
+    assert page.locator("#short-url").inner_text() == f"{web.url}/r/health"
+    assert requests.get(f"{web.url}/r/health", allow_redirects=False, timeout=5).status_code == 302
+
+
+def test_dashboard_counts_and_chart_update_without_navigation(app, user, web, processes, page, artifacts):
+    processes.worker()
+    processes.beat()
+    service.create_link(f"{web.url}/healthz", user, slug="live")
+    log_in(page, web)
+    page.goto(web.url + "/")
+    assert page.locator('[data-stat="clicks"]').inner_text() == "0"
+    assert "No clicks in this range yet." in page.locator("#clicks-chart").inner_text()
+    url = mark_document(page)
+
+    for _ in range(3):
+        response = requests.get(f"{web.url}/r/live", allow_redirects=False, timeout=5)
+        assert response.headers["Location"] == f"{web.url}/healthz"
+
+    page.wait_for_function(
+        """document.querySelector('[data-stat="clicks"]').textContent === "3" """, timeout=45_000
+    )
+    bars = page.locator("#clicks-chart rect.bar title")
+    page.wait_for_function(
+        """[...document.querySelectorAll("#clicks-chart rect.bar title")].some((t) => t.textContent.endsWith(": 3"))""",
+        timeout=45_000,
+    )
+    assert bars.count() == 48
+    assert_same_document(page, url)
+    page.screenshot(path=artifacts("dashboard-home-live.png"), full_page=True)
+
+
+def test_top_links_update_without_navigation(app, user, web, processes, page):
+    processes.worker()
+    processes.beat()
+    service.create_link(f"{web.url}/healthz", user, slug="popular")
+    log_in(page, web)
+    page.goto(web.url + "/")
+    assert "No clicks yet." in page.locator("#top-links").inner_text()
+    url = mark_document(page)
+
+    requests.get(f"{web.url}/r/popular", allow_redirects=False, timeout=5)
+    page.locator('#top-links a[href="/links/popular"]').wait_for(timeout=45_000)
+    assert_same_document(page, url)
+
+
+def test_ops_panel_shows_a_live_worker_then_notices_it_stopped(web, processes, page, artifacts):
+    worker = processes.worker()
+    log_in(page, web)
+    page.goto(web.url + "/ops")
+    page.locator("tr[data-worker]").first.wait_for(timeout=45_000)
+    assert page.locator("tr[data-worker]").first.get_attribute("data-worker").startswith("worker@")
+    url = mark_document(page)
+    page.screenshot(path=artifacts("dashboard-ops-worker.png"), full_page=True)
+
+    worker.stop()
+    page.locator('[data-ops="no-workers"]').wait_for(timeout=40_000)  # heartbeat TTL 20 s, poll 3 s
+    assert page.locator("tr[data-worker]").count() == 0
+    assert "No worker is alive" in page.locator("#ops").inner_text()
+    assert_same_document(page, url)
+    page.screenshot(path=artifacts("dashboard-ops-no-worker.png"), full_page=True)
+
+
+def test_polling_pauses_while_the_tab_is_hidden(web, page):
+    log_in(page, web)
+    page.goto(web.url + "/")
+    seen = htmx_requests(page)
+    page.wait_for_timeout(6_000)
+    assert any("/fragments/overview" in url for url in seen), "no polling while visible"
+
+    page.evaluate(HIDE_TAB)
+    assert page.evaluate("document.visibilityState") == "hidden"
+    page.wait_for_timeout(500)  # a request already under way may finish
+    seen.clear()
+    page.wait_for_timeout(6_000)
+    assert seen == []
+
+    page.evaluate(SHOW_TAB)
+    page.wait_for_timeout(6_000)
+    assert any("/fragments/overview" in url for url in seen), "polling did not resume"
+
+
+def test_dashboard_goes_to_login_when_its_session_ends(web, context, page):
+    log_in(page, web)
+    page.goto(web.url + "/")
+    context.clear_cookies()
+    page.wait_for_url(web.url + "/login", timeout=20_000)  # the next poll's 401 + HX-Redirect
+    assert page.locator('input[name="password"]').count() == 1
+
+
+@pytest.fixture
+def seeded(app, user, web):
+    """Links with clicks of several kinds, for pages worth looking at."""
+    launch = service.create_link(f"{web.url}/healthz", user, slug="launch")[0]
+    guide = service.create_link(f"{web.url}/metrics", user, slug="guide")[0]
+    now = time.time()
+    for hours_ago, count in ((1, 4), (3, 9), (7, 2), (20, 6), (30, 5)):
+        record(
+            launch,
+            count,
+            referrer="https://www.news.example/item",
+            user_agent=FIREFOX,
+            at=now - hours_ago * 3600,
+        )
+    record(launch, 3, referrer="https://forum.example.org/t/1", user_agent=CHROME, at=now - 600)
+    record(launch, 2, user_agent=GOOGLEBOT, at=now - 300)
+    record(guide, 5, at=now - 2 * 3600)
+    return launch
+
+
+@pytest.mark.parametrize(
+    ("path", "screenshot"),
+    [
+        ("/", "dashboard-home.png"),
+        ("/links", "dashboard-links.png"),
+        ("/links/launch", "dashboard-link.png"),
+        ("/ops", "dashboard-ops.png"),
+        ("/tokens", "dashboard-tokens.png"),
+        ("/reports/slow-pageviews", "dashboard-report.png"),
+    ],
+)
+def test_page_renders_without_script_errors(web, seeded, page, artifacts, path, screenshot):
+    problems = []
+    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(f"{message.text} ({message.location.get('url')})")
+            if message.type == "error"
+            else None
+        ),
+    )
+    page.on(
+        "response",
+        lambda response: (
+            problems.append(f"{response.status} {response.url}")
+            if response.status >= 400 and not response.url.endswith("/favicon.ico")
+            else None
+        ),
+    )
+    log_in(page, web)
+    page.goto(web.url + path)
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=artifacts(screenshot), full_page=True)
+    assert page.evaluate("typeof htmx") == "object"
+    assert [problem for problem in problems if "favicon" not in problem] == []
+
+
+def test_chart_range_switch_replaces_the_chart_in_place(web, seeded, page):
+    log_in(page, web)
+    page.goto(web.url + "/")
+    url = mark_document(page)
+    page.click('#clicks-chart a:has-text("30 days")')
+    page.wait_for_selector('#clicks-chart a[aria-current="true"]:has-text("30 days")')
+    assert page.locator("#clicks-chart rect.bar").count() == 30
+    assert_same_document(page, url)
+
+
+def test_search_filters_the_list_in_place_and_updates_the_address(web, seeded, page):
+    log_in(page, web)
+    page.goto(web.url + "/links")
+    page.evaluate(f"window.__marker = {MARKER!r}")
+    page.locator('input[name="q"]').press_sequentially("guid")
+    wait_for(
+        lambda: page.locator("#links-table tbody a").all_inner_texts() == ["/r/guide"],
+        timeout=20,
+        message="the list to show only /r/guide",
+    )
+    assert page.evaluate("window.__marker") == MARKER
+    page.wait_for_url("**/links?q=guid*")
