@@ -8,6 +8,7 @@ from flask.json.provider import DefaultJSONProvider
 from webapp import clicks, redis_client, templating
 from webapp.config import finish_config, load_config
 from webapp.extensions import csrf, db, htmx, login_manager, migrate
+from webapp.sessions import DashboardSessionInterface
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,6 +35,7 @@ def create_app(test_config=None):
         static_folder=os.path.join(PROJECT_ROOT, "static"),
     )
     app.json = JSONProvider(app)
+    app.session_interface = DashboardSessionInterface()
     app.config.update(load_config())
     if test_config:
         app.config.update(test_config)

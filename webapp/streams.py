@@ -19,7 +19,20 @@ import time
 import redis
 from sqlalchemy.exc import IntegrityError
 
+from webapp.redis_client import cached_script
+
 log = logging.getLogger(__name__)
+
+# KEYS: stream, drained counter, dropped counter. ARGV: group, drained, dropped, ids...
+ACK_AND_DELETE = """
+redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 4))
+redis.call('XDEL', KEYS[1], unpack(ARGV, 4))
+redis.call('INCRBY', KEYS[2], ARGV[2])
+if tonumber(ARGV[3]) > 0 then redis.call('INCRBY', KEYS[3], ARGV[3]) end
+return 1
+"""
+# Lua's unpack() takes a few thousand values at most.
+ACK_CHUNK = 5000
 
 
 class StreamBuffer:
@@ -63,13 +76,15 @@ class StreamBuffer:
         return [(message_id, fields) for message_id, fields in reply[1] if fields]
 
     def acknowledge(self, client, message_ids, recorded):
-        pipe = client.pipeline(transaction=False)
-        pipe.xack(self.stream, self.group, *message_ids)
-        pipe.xdel(self.stream, *message_ids)
-        pipe.incrby(self.drained_key, recorded)
-        if len(message_ids) > recorded:
-            pipe.incrby(self.dropped_key, len(message_ids) - recorded)
-        pipe.execute()
+        """XACK and XDEL the batch and count it, in one call (the ids are sent once)."""
+        for start in range(0, len(message_ids), ACK_CHUNK):
+            chunk = message_ids[start : start + ACK_CHUNK]
+            counted = recorded if start == 0 else 0
+            dropped = len(message_ids) - recorded if start == 0 else 0
+            cached_script(client, ACK_AND_DELETE)(
+                keys=[self.stream, self.drained_key, self.dropped_key],
+                args=[self.group, counted, dropped, *chunk],
+            )
 
     def backlog(self, client):
         """(messages waiting, age in seconds of the oldest one)."""

@@ -15,10 +15,11 @@ per-click task's argument, so nothing is re-encoded on the way:
 
 import functools
 import ipaddress
+import math
+import random
 import re
-import secrets
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 
 from webapp.models import REFERRER_MAX_LENGTH, USER_AGENT_MAX_LENGTH
 
@@ -29,12 +30,17 @@ BOT_USER_AGENT = re.compile(
     r"|pingdom|uptimerobot|statuscake|headlesschrome|lighthouse|scrapy|ahrefs|semrush",
     re.IGNORECASE,
 )
+EPOCH = datetime(1970, 1, 1)
 LINE_BREAKERS = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
 
 
 def new_event_id():
-    """Time-ordered (so the unique index grows at its end) and random (so unique)."""
-    return f"{time.time_ns() // 1000:013x}{secrets.token_hex(6)}"
+    """Time-ordered (so the unique index grows at its end) and random (so unique).
+
+    Not a secret, so ``random`` (reseeded in each forked process) serves,
+    at half the cost of ``secrets`` on the redirect's path.
+    """
+    return f"{time.time_ns() // 1000:013x}{random.getrandbits(48):012x}"
 
 
 def is_bot(user_agent, method):
@@ -116,14 +122,25 @@ def encode_click(link_id, method, referrer, user_agent, ip, at=None):
     )
 
 
+def split_seconds(seconds):
+    """(whole seconds, microseconds) of a Unix time, rounded to the microsecond."""
+    whole = math.floor(seconds)
+    micro = round((seconds - whole) * 1_000_000)
+    if micro == 1_000_000:
+        whole, micro = whole + 1, 0
+    return whole, micro
+
+
 def click_row(line):
     """The ``click`` table row for a line, or None if the line is malformed."""
     try:
         event_id, link_id, at, bot, ip, referrer, user_agent = line.split("\t")
+        whole, micro = split_seconds(float(at))
         return {
             "event_id": event_id[:32],
             "link_id": int(link_id),
-            "created_at": datetime.fromtimestamp(float(at), UTC).replace(tzinfo=None),
+            "at": (whole, micro),
+            "created_at": EPOCH + timedelta(seconds=whole, microseconds=micro),
             "referrer": referrer or None,
             "user_agent": user_agent or None,
             "ip_anonymised": ip or None,
