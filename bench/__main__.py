@@ -1,7 +1,9 @@
 """``python -m bench [--only redirect|drain] [--duration S] [--quick]``: run, print, save.
 
 Exits 0 whatever the figures (a MISS is a report, not a failure); non-zero
-only when something crashed or the run was interrupted.
+only when something crashed or the run was interrupted. With
+``BENCH_DATABASE_URL=postgresql://...`` set, the drain benchmark also runs on
+PostgreSQL, in a scratch database ``clickboard_bench`` it creates and drops.
 """
 
 import argparse
@@ -17,7 +19,12 @@ from bench import report
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__.splitlines()[0],
+        epilog="BENCH_DATABASE_URL=postgresql://user@host:5432/postgres adds the drain on PostgreSQL"
+        " (scratch database clickboard_bench, created and dropped by the bench).",
+    )
     parser.add_argument("--only", choices=("redirect", "drain"), help="run one benchmark only")
     parser.add_argument("--duration", type=int, help="seconds per measured wrk run (default 10; quick 2)")
     parser.add_argument("--warmup", type=int, help="wrk warm-up seconds before each run (default 2; quick 1)")

@@ -1,17 +1,22 @@
-"""Shared click helpers: links to click on, realistic events, draining, counting.
+"""Shared click helpers: links to click on, realistic click lines, shipping, draining, counting.
 
-All of it goes through the app's own code (``create_link``,
-``make_click_event``, ``buffer.append``, ``drain_click_buffer``); only the
-choice of referrers, user agents and addresses is the benchmark's.
+All of it goes through the app's own code (``create_link``, ``encode_click``,
+``CLICK_BUFFER.append``, ``CLICK_DRAIN.drain``, ``click_log.ship_orphans``);
+only the choice of referrers, user agents and addresses is the benchmark's.
 Functions taking no app run inside the caller's app context.
 """
 
+import contextlib
+import os
 import random
+import time
 
 from sqlalchemy import func, select
 
-from webapp.clicks import buffer, drain, spool
-from webapp.clicks.events import make_click_event
+from webapp.clicks import click_log
+from webapp.clicks.buffer import CLICK_BUFFER, CLICKS_SHIPPED_LATE_KEY
+from webapp.clicks.drain import CLICK_DRAIN
+from webapp.clicks.events import encode_click
 from webapp.extensions import db
 from webapp.links.service import create_link
 from webapp.models import Click, LinkCounter
@@ -25,6 +30,9 @@ USER_AGENTS = [
     "curl/8.5.0",
     "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
 ]
+# The shippers run every CLICK_SHIP_INTERVAL (0.1 s): the buffered counter
+# standing still for this long, with every log file empty, means all shipped.
+SHIPPED_QUIET_S = 0.3
 
 
 def create_links(count, prefix):
@@ -36,8 +44,8 @@ def create_links(count, prefix):
     return ids
 
 
-def click_events(count, link_ids, seed=1):
-    """``count`` click messages over ``link_ids``, a few links much hotter than the rest."""
+def click_lines(count, link_ids, seed=1):
+    """``count`` click lines over ``link_ids``, a few links much hotter than the rest."""
     rng = random.Random(seed)
     weights = [1 / (rank + 1) for rank in range(len(link_ids))]
     for link_id in rng.choices(link_ids, weights, k=count):
@@ -46,21 +54,19 @@ def click_events(count, link_ids, seed=1):
         else:
             ip = f"198.51.{rng.randrange(256)}.{rng.randrange(256)}"
         method = "HEAD" if rng.random() < 0.02 else "GET"
-        event = make_click_event(method, rng.choice(REFERRERS), rng.choice(USER_AGENTS), ip)
-        event["l"] = str(link_id)
-        yield event
+        yield encode_click(link_id, method, rng.choice(REFERRERS), rng.choice(USER_AGENTS), ip)
 
 
-def push(client, events, chunk=1000):
-    """Append events to the click stream, ``chunk`` per round trip; return how many."""
+def push(client, lines, chunk=1000):
+    """Append click lines to the click stream, ``chunk`` per round trip; return how many."""
     pushed, pending = 0, []
-    for event in events:
-        pending.append(event)
+    for line in lines:
+        pending.append(line)
         if len(pending) == chunk:
-            buffer.append(client, pending)
+            CLICK_BUFFER.append(client, pending)
             pushed, pending = pushed + len(pending), []
     if pending:
-        buffer.append(client, pending)
+        CLICK_BUFFER.append(client, pending)
         pushed += len(pending)
     return pushed
 
@@ -69,16 +75,60 @@ def drain_until_empty(client, engine, batch_size=5000, max_batches=20):
     """Call the app's drain until the stream is empty; return the clicks it recorded."""
     recorded = 0
     for _ in range(100_000):
-        recorded += drain.drain_click_buffer(client, engine, CONSUMER, batch_size, max_batches, 60)
-        if client.xlen(buffer.CLICK_STREAM) == 0:
+        recorded += CLICK_DRAIN.drain(client, engine, CONSUMER, batch_size, max_batches, 60)
+        if client.xlen(CLICK_BUFFER.stream) == 0:
             return recorded
     raise RuntimeError("the click stream did not empty")
 
 
-def settle(client, engine):
-    """Push spooled clicks (from a Redis hiccup) back to the stream, then drain everything."""
-    replayed = spool.replay_all()
-    return replayed, drain_until_empty(client, engine)
+def unshipped_bytes(log_dir):
+    """Bytes of click lines still in ``log_dir``'s files (0 once everything is shipped)."""
+    total = 0
+    try:
+        names = os.listdir(log_dir)
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):  # shipped and deleted meanwhile
+            total += os.path.getsize(os.path.join(log_dir, name)) if name.endswith(".log") else 0
+    return total
+
+
+def wait_shipped(client, log_dir, timeout=20.0):
+    """Wait until the web workers' shippers have moved every logged click to the stream.
+
+    Done when ``clicks_buffered`` has not moved for ``SHIPPED_QUIET_S`` and
+    every file in ``log_dir`` is empty. Halfway to ``timeout``, files left by
+    dead workers (a gunicorn restart) are shipped with ``ship_orphans``.
+    Returns (seconds waited, bytes still unshipped: 0 unless it timed out).
+    """
+    started = time.monotonic()
+    last, still_since, orphans_tried = None, started, False
+    while True:
+        buffered, now = client.get(CLICK_BUFFER.buffered_key), time.monotonic()
+        if buffered != last:
+            last, still_since = buffered, now
+        left = unshipped_bytes(log_dir)
+        if not left and now - still_since >= SHIPPED_QUIET_S:
+            return now - started, 0
+        if now - started > timeout:
+            return now - started, left
+        if not orphans_tried and now - started > timeout / 2:
+            click_log.ship_orphans(log_dir, client)
+            orphans_tried = True
+        time.sleep(0.02)
+
+
+def settle(client, engine, log_dir):
+    """Wait for the shippers, then drain everything; return (seconds waited, bytes unshipped)."""
+    waited = wait_shipped(client, log_dir)
+    drain_until_empty(client, engine)
+    return waited
+
+
+def shipped_late(client):
+    """Clicks shipped by another process than the one that logged them."""
+    return int(client.get(CLICKS_SHIPPED_LATE_KEY) or 0)
 
 
 def counted(engine=None, link_ids=None):

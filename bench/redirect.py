@@ -5,11 +5,13 @@ gunicorn settings and the same wrk load, measured interleaved: noop, batch,
 task, noop, batch, task ... so a burst of load from elsewhere on a shared
 machine lands on every config alike rather than on one.
 
-After each batch run every click is drained into the database and counted
-for the link wrk hit, against the 302s wrk saw: a redirect that "wins" by
-dropping clicks shows up here.
+After each batch run the bench waits for the workers' shippers to move every
+logged click to the Redis stream, drains it into the database and counts the
+link wrk hit against the 302s wrk saw: a redirect that "wins" by dropping
+clicks shows up here.
 """
 
+import os
 import statistics
 import time
 
@@ -30,11 +32,17 @@ def run(stack, duration, warmup, rounds=3, workers=2, threads=2, connections=16,
         link_ids = dict(zip(CONFIGS[1:], clicks.create_links(2, "bench"), strict=True))
     slugs = {"noop": "bench-0", "batch": "bench-0", "task": "bench-1"}
     log(f"starting 3 gunicorns ({workers} sync workers each) ...")
-    servers = {
-        "noop": stack.web("web-noop", database_url, app="bench.noop_app:app", workers=workers),
-        "batch": stack.web("web-batch", database_url, workers=workers, CLICK_CAPTURE_MODE="batch"),
-        "task": stack.web("web-task", database_url, workers=workers, CLICK_CAPTURE_MODE="task"),
-    }
+    # Each server logs clicks in a directory of its own: the batch check waits on its files only.
+    log_dirs = {config: os.path.join(stack.root, "clicks", config) for config in CONFIGS[1:]}
+    servers = {"noop": stack.web("web-noop", database_url, app="bench.noop_app:app", workers=workers)}
+    for mode in CONFIGS[1:]:
+        servers[mode] = stack.web(
+            f"web-{mode}",
+            database_url,
+            workers=workers,
+            CLICK_CAPTURE_MODE=mode,
+            CLICK_LOG_DIR=log_dirs[mode],
+        )
     load = {"threads": threads, "connections": connections}
     runs, checks = [], []
     with app.app_context():
@@ -46,13 +54,13 @@ def run(stack, duration, warmup, rounds=3, workers=2, threads=2, connections=16,
                     wrk.run(url, warmup, **load)
                 if config == "batch":
                     time.sleep(0.5)  # requests still in flight from the warm-up
-                    before = snapshot(client, engine, link_ids["batch"])
+                    before = snapshot(client, engine, link_ids["batch"], log_dirs["batch"])
                 result, record = measure(stack, servers[config], url, duration, load)
                 runs.append({"config": config, "round": round_number, **record})
                 log(f"  round {round_number} {config:<5} {describe(record)}")
                 if config == "batch":
-                    time.sleep(1.0)  # let gunicorn finish what wrk left in flight
-                    after = snapshot(client, engine, link_ids["batch"])
+                    time.sleep(0.5)  # let gunicorn finish what wrk left in flight
+                    after = snapshot(client, engine, link_ids["batch"], log_dirs["batch"])
                     checks.append(click_check(round_number, result, before, after, connections))
                     log("    " + checks[-1]["line"])
                 if config == "task":
@@ -86,15 +94,16 @@ def describe(record):
     )
 
 
-def snapshot(client, engine, link_id):
-    """Drain everything captured so far, then read the server-side and database counts."""
-    replayed, _ = clicks.settle(client, engine)
+def snapshot(client, engine, link_id, log_dir):
+    """Wait until every logged click is shipped, drain them all, then read the counts."""
+    waited, unshipped = clicks.settle(client, engine, log_dir)
     metrics = buffer.counters(client)
     return {
         "recorded": clicks.counted(engine, [link_id]),
-        "redirects": metrics["redirects"],
         "buffered": metrics["clicks_buffered"],
-        "replayed": replayed,
+        "shipped_late": metrics["clicks_shipped_late"],
+        "ship_wait_s": waited,
+        "unshipped_bytes": unshipped,
     }
 
 
@@ -107,15 +116,18 @@ def click_check(round_number, result, before, after, connections):
     much, and must never fall below it. Separately, every click the server
     captured must have been recorded: that one is exact.
     """
-    delta = {name: after[name] - before[name] for name in after}
+    delta = {name: after[name] - before[name] for name in ("recorded", "buffered", "shipped_late")}
+    delta["ship_wait_s"], delta["unshipped_bytes"] = after["ship_wait_s"], after["unshipped_bytes"]
     wrk_302 = result.ok_responses
     slack = connections + sum(result.socket_errors.values())
     excess = delta["recorded"] - wrk_302
     ok = 0 <= excess <= slack and delta["recorded"] == delta["buffered"] and result.non_2xx_3xx == 0
+    ok = ok and not after["unshipped_bytes"]
+    unshipped = f", {after['unshipped_bytes']} bytes NOT SHIPPED" if after["unshipped_bytes"] else ""
     line = (
-        f"clicks: wrk 302s {wrk_302}, server redirects {delta['redirects']}, captured {delta['buffered']}"
-        f" (spooled+replayed {delta['replayed']}), recorded {delta['recorded']}"
-        f" -> {'OK' if ok else 'MISMATCH'} (recorded - wrk = {excess:+d}, allowed 0..{slack} in flight)"
+        f"clicks: wrk 302s {wrk_302}, captured {delta['buffered']} (shipped late {delta['shipped_late']}),"
+        f" recorded {delta['recorded']} -> {'OK' if ok else 'MISMATCH'} (recorded - wrk = {excess:+d},"
+        f" allowed 0..{slack} in flight; shipping settled in {after['ship_wait_s']:.2f}s{unshipped})"
     )
     return {"round": round_number, "wrk_302": wrk_302, **delta, "excess": excess, "slack": slack, "ok": ok,
             "line": line}  # fmt: skip

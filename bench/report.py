@@ -8,6 +8,7 @@ REDIRECT_RPS_TARGET = 0.85
 REDIRECT_P99_TARGET = 1.5
 DRAIN_RATE_TARGET = 50_000
 DRAIN_RATIO_TARGET = 25
+BACKENDS = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 
 
 def redirect_lines(result):
@@ -46,20 +47,29 @@ def redirect_lines(result):
 
 
 def drain_lines(result):
-    batch, task = result["batch"], result["task"]
-    parts = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in batch["breakdown_s"].items())
-    return [
-        "Drain into SQLite (clicks/s from first read to last commit)",
-        f"  {'mode':<38}{'clicks':>8}{'seconds':>9}{'clicks/s':>11}   check",
-        f"  {'batch: drain_click_buffer, 5000/batch':<38}{batch['clicks']:>8}{batch['drain_s']:>9.2f}"
-        f"{batch['clicks_per_s']:>11.0f}   {'OK' if batch['ok'] else 'FAIL'} (recorded {batch['recorded']},"
-        f" counter sum {batch['counter_sum']}, click rows {batch['click_rows']})",
-        f"  {'task: record_link_click, concurrency ' + str(task['concurrency']):<38}{task['tasks']:>8}"
-        f"{task['elapsed_s']:>9.2f}{task['clicks_per_s']:>11.0f}   {'OK' if task['ok'] else 'FAIL'}"
-        f" (queued {task['queued']}, counter sum {task['counted']})",
-        f"  batch ÷ task: {ratio(result['ratio'])}",
-        f"  batch drain time by part: {parts}",
+    backends = [backend for backend in BACKENDS if backend in result]
+    names = [BACKENDS[backend] for backend in backends]
+    first = result[backends[0]]
+    lines = [
+        f"Drain: {first['batch']['clicks']} clicks through CLICK_DRAIN.drain ({first['batch']['batch_size']}/batch);"
+        f" {first['task']['tasks']} record_link_click tasks (prefork, concurrency {first['task']['concurrency']})",
+        f"  {'clicks/s, first read to last commit':<38}" + "".join(f"{name:>12}" for name in names),
+        f"  {'batch drain':<38}" + "".join(f"{result[b]['batch']['clicks_per_s']:>12,.0f}" for b in backends),
+        f"  {'task mode':<38}" + "".join(f"{result[b]['task']['clicks_per_s']:>12,.0f}" for b in backends),
+        f"  {'batch ÷ task':<38}" + "".join(f"{ratio(result[b]['ratio']):>12}" for b in backends),
     ]
+    for backend, name in zip(backends, names, strict=True):
+        batch, task = result[backend]["batch"], result[backend]["task"]
+        version = f" {result[backend]['server_version']}" if "server_version" in result[backend] else ""
+        lines.append(
+            f"  {name}{version}: batch {batch['clicks']} clicks in {batch['drain_s']:.2f}s"
+            f" {'OK' if batch['ok'] else 'FAIL'} (recorded {batch['recorded']}, counter sum {batch['counter_sum']},"
+            f" click rows {batch['click_rows']}); task {task['tasks']} in {task['elapsed_s']:.2f}s"
+            f" {'OK' if task['ok'] else 'FAIL'} (queued {task['queued']}, counter sum {task['counted']})"
+        )
+        parts = ", ".join(f"{part} {seconds:.2f}s" for part, seconds in batch["breakdown_s"].items())
+        lines.append(f"    batch time by part: {parts}")
+    return lines
 
 
 def ratio(value):
@@ -79,11 +89,16 @@ def targets(results):
             f" CPU-bound estimate {ratio(batch['cpu_bound_rps_ratio'])})"
         )
         found.append(target("batch redirect p99 <= 1.5x no-op", p99, REDIRECT_P99_TARGET, "<="))
-    drain = results.get("drain")
-    if drain:
-        rate = drain["batch"]["clicks_per_s"]
-        found.append(target("batch drain >= 50,000 clicks/s", rate, DRAIN_RATE_TARGET, ">=", "{:,.0f}/s"))
-        found.append(target("batch drain >= 25x task mode", drain["ratio"], DRAIN_RATIO_TARGET, ">="))
+    for backend, name in BACKENDS.items():
+        drain = results.get("drain", {}).get(backend)
+        if drain:
+            rate = drain["batch"]["clicks_per_s"]
+            found.append(
+                target(f"batch drain >= 50,000 clicks/s ({name})", rate, DRAIN_RATE_TARGET, ">=", "{:,.0f}/s")
+            )
+            found.append(
+                target(f"batch drain >= 25x task mode ({name})", drain["ratio"], DRAIN_RATIO_TARGET, ">=")
+            )
     return found
 
 
@@ -100,10 +115,13 @@ def checks(results):
     if redirect:
         for check in redirect["click_checks"]:
             found.append((f"batch redirect round {check['round']}: every 302 recorded once", check["ok"]))
-    drain = results.get("drain")
-    if drain:
-        found.append(("batch drain: counter sum == clicks pushed", drain["batch"]["ok"]))
-        found.append(("task mode: counter sum == tasks queued", drain["task"]["ok"]))
+    for backend, name in BACKENDS.items():
+        drain = results.get("drain", {}).get(backend)
+        if drain:
+            found.append(
+                (f"batch drain ({name}): counter sum == click rows == clicks pushed", drain["batch"]["ok"])
+            )
+            found.append((f"task mode ({name}): counter sum == tasks queued", drain["task"]["ok"]))
     return found
 
 

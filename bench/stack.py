@@ -1,9 +1,11 @@
 """Everything the benchmarks run against, started in one temp dir and always torn down.
 
 ``Stack`` owns an embedded redis-server on a free port, a migrated SQLite
-template (each phase gets its own copy, so no phase sees another's rows) and
-every gunicorn / Celery process started through it. ``close()`` stops them
-all, in reverse order, whatever happened before (error, Ctrl-C, SIGTERM).
+template (each phase gets its own copy, so no phase sees another's rows), the
+scratch PostgreSQL database when ``BENCH_DATABASE_URL`` is set (see
+``bench.postgres``) and every gunicorn / Celery process started through it.
+``close()`` stops them all, in reverse order, whatever happened before (error,
+Ctrl-C, SIGTERM), and drops the scratch database.
 """
 
 import contextlib
@@ -16,6 +18,7 @@ import tempfile
 import requests
 from flask_migrate import upgrade
 
+from bench import postgres
 from tests.processes import RedisServer, WebServer, celery_worker, wait_for
 from webapp import create_app
 from webapp.extensions import db
@@ -37,6 +40,9 @@ class Server(WebServer):
 
 class Stack:
     def __init__(self, keep=False):
+        # Checked first, so a bad BENCH_DATABASE_URL fails before the long phases, not after them.
+        self.scratch = postgres.ScratchDatabase(self.postgres_url) if self.postgres_url else None
+        self.scratch_created = False
         self.keep = keep
         self.root = tempfile.mkdtemp(prefix="clickboard-bench-")
         self.instance = os.path.join(self.root, "instance")
@@ -60,14 +66,14 @@ class Stack:
         return {
             "CLICKBOARD_INSTANCE_PATH": self.instance,
             "SECRET_KEY": SECRET_KEY,
-            "CLICK_SPOOL_DIR": os.path.join(self.instance, "spool"),
+            "CLICK_LOG_DIR": os.path.join(self.root, "clicks", "bench"),
         }
 
     def env(self, database_url, **overrides):
         """The environment of a subprocess: ours, the stack's, then ``overrides``."""
         env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": self.redis.url}
         env["CELERY_BROKER_URL"] = self.redis.url
-        for name in ("GUNICORN_ACCESS_LOG", "WEB_CONCURRENCY", "GUNICORN_THREADS"):
+        for name in ("GUNICORN_ACCESS_LOG", "WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_CONTROL_SOCKET"):
             env.pop(name, None)  # the bench decides these, not the caller's shell
         env.update({name: str(value) for name, value in overrides.items()})
         return env
@@ -82,17 +88,39 @@ class Stack:
         finally:
             logging.disable(logging.NOTSET)
 
-    def fresh_database(self, name):
+    def fresh_database(self, name, backend="sqlite"):
+        """The URL of an empty, migrated database: a SQLite file, or the PostgreSQL scratch one."""
+        if backend == "postgresql":
+            return self.fresh_postgres()
         path = os.path.join(self.root, f"{name}.sqlite3")
         shutil.copy(self.template, path)
         return f"sqlite:///{path}"
 
+    @property
+    def postgres_url(self):
+        return os.environ.get(postgres.ENV_VAR)
+
+    def fresh_postgres(self):
+        if not self.scratch_created:
+            self.scratch_created = True
+            self.exit.callback(self.scratch.drop)  # runs after the workers started later have stopped
+        url = self.scratch.recreate()
+        self.migrate(url)
+        return url
+
     def app(self, database_url, **config):
-        """An in-process app on ``database_url`` and the stack's Redis (for setup and drains)."""
+        """An in-process app on ``database_url`` and the stack's Redis (for setup and drains).
+
+        Dispose of its engine (``release``) before the database is dropped or replaced.
+        """
         urls = {"SQLALCHEMY_DATABASE_URI": database_url, "REDIS_URL": self.redis.url}
         app = create_app({**urls, "CELERY_BROKER_URL": self.redis.url, **config})
         self.apps.append(app)
         return app
+
+    def release(self, app):
+        with app.app_context():
+            db.engine.dispose()
 
     def flush_redis(self):
         self.redis.client().flushall()
@@ -104,9 +132,6 @@ class Stack:
 
     def web(self, name, database_url, app="wsgi:app", workers=2, **env):
         """A started gunicorn (``gunicorn.conf.py`` with ``--workers``), stopped by ``close()``."""
-        # gunicorn >= 25 opens a control socket at one per-user default path, shared by
-        # every gunicorn on the machine (other engineers' tests too): keep ours out of it.
-        env.setdefault("GUNICORN_CMD_ARGS", "--no-control-socket")
         server = Server(self.env(database_url, **env), self.log_dir(name), workers=workers, app=app)
         self.exit.callback(server.stop)
         return server.start()
