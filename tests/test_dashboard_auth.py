@@ -52,6 +52,7 @@ PAGES = [
     "/tokens",
     "/reports/slow-pageviews",
     "/reports/slow-pageviews/status",
+    "/reports/slow-pageviews/runs",
 ]
 MUTATIONS = [
     "/links",

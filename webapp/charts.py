@@ -7,7 +7,7 @@ labels and an empty state; nothing here knows about clicks or reports.
 from dataclasses import dataclass
 
 WIDTH, HEIGHT = 640, 180
-MARGIN_LEFT, MARGIN_BOTTOM, MARGIN_TOP = 44, 22, 8
+MARGIN_LEFT, MARGIN_RIGHT, MARGIN_BOTTOM, MARGIN_TOP = 44, 18, 22, 8
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ def nice_ceiling(value):
 
 def bar_chart(points, width=WIDTH, height=HEIGHT):
     """Geometry for ``[(label, value), ...]``: bars, y ticks, and which labels to print."""
-    plot_width = width - MARGIN_LEFT
+    plot_width = width - MARGIN_LEFT - MARGIN_RIGHT
     plot_height = height - MARGIN_BOTTOM - MARGIN_TOP
     top = nice_ceiling(max((value for _, value in points), default=0))
     slot = plot_width / max(len(points), 1)
@@ -62,5 +62,6 @@ def bar_chart(points, width=WIDTH, height=HEIGHT):
         "label_every": label_every,
         "baseline": MARGIN_TOP + plot_height,
         "left": MARGIN_LEFT,
+        "right": width - MARGIN_RIGHT,
         "empty": not any(value for _, value in points),
     }

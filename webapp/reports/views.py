@@ -29,17 +29,26 @@ def report_card_context(source, force=False):
     return {"params": params, "status": status, "unavailable": None}
 
 
+def recent_runs():
+    query = db.select(ReportRun).order_by(ReportRun.id.desc()).limit(RECENT_RUNS)
+    return db.session.execute(query).scalars().all()
+
+
 @bp.get("/slow-pageviews")
 @login_required
 def slow_pageviews_page():
-    runs = db.session.execute(db.select(ReportRun).order_by(ReportRun.id.desc()).limit(RECENT_RUNS)).scalars()
+    page = "reports/slow_pageviews.html"
     try:
         context = report_card_context(request.args)
     except InvalidReportParams as exc:
-        return render_template(
-            "reports/slow_pageviews.html", error=str(exc), runs=runs, args=request.args
-        ), 400
-    return render_template("reports/slow_pageviews.html", runs=runs, args=request.args, **context)
+        return render_template(page, error=str(exc), runs=recent_runs(), args=request.args), 400
+    return render_template(page, runs=recent_runs(), args=request.args, **context)
+
+
+@bp.get("/slow-pageviews/runs")
+@login_required
+def runs_fragment():
+    return render_template("reports/_runs.html", runs=recent_runs())
 
 
 @bp.route("/slow-pageviews/status", methods=["GET", "POST"])
