@@ -5,10 +5,17 @@ Every test gets a fresh database (SQLite by default, PostgreSQL when
 redis-server, on a private port). Integration tests start real worker,
 beat and gunicorn processes with ``start_worker`` / ``start_web`` and the
 same environment the in-process ``app`` was built from.
+
+In-process apps never ship their click logs on their own: a test ships with
+``app.extensions["clickboard.click_log"].ship_own()`` when it wants the
+stream to hold what was captured. A background shipper racing the test's
+own shipment would make "the stream now holds N clicks" a race. Tests of
+the shipper thread itself ask for a short ``CLICK_SHIP_INTERVAL``.
 """
 
 import os
 import shutil
+import threading
 
 import pytest
 from flask_migrate import upgrade
@@ -22,6 +29,7 @@ from webapp.extensions import db
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 TEST_BROKER_URL = os.environ.get("TEST_BROKER_URL")
+IN_PROCESS_CONFIG = {"TESTING": True, "CLICK_SHIP_INTERVAL": 3600}
 
 
 @pytest.fixture(scope="session")
@@ -103,11 +111,26 @@ def app_env(database_url, redis_client, redis_server, tmp_path):
 def app(app_env, monkeypatch):
     for name, value in app_env.items():
         monkeypatch.setenv(name, value)
-    app = create_app({"TESTING": True})
+    app = create_app(IN_PROCESS_CONFIG)
     with app.app_context():
         yield app
         db.session.remove()
         db.engine.dispose()
+    stop_click_logs([app])
+
+
+def stop_click_logs(apps):
+    for stopped in apps:
+        stop_click_log(stopped.extensions["clickboard.click_log"])
+
+
+def stop_click_log(click_log):
+    """Stop a click log's shipper thread and wait for it, so it ships nothing into the next test."""
+    click_log.stop()
+    for thread in threading.enumerate():
+        # A running Thread keeps its target; the shipper's is the log's bound method.
+        if getattr(getattr(thread, "_target", None), "__self__", None) is click_log:
+            thread.join(5)
 
 
 @pytest.fixture
@@ -179,7 +202,7 @@ def make_app(app):
     made = []
 
     def make(**overrides):
-        other = create_app({"TESTING": True, **overrides})
+        other = create_app({**IN_PROCESS_CONFIG, **overrides})
         context = other.app_context()
         context.push()
         made.append((other, context))
@@ -195,6 +218,7 @@ def make_app(app):
     for other, _ in made:
         with other.app_context():
             db.engine.dispose()
+    stop_click_logs([other for other, _ in made])
 
 
 @pytest.fixture

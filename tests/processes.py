@@ -2,6 +2,8 @@
 
 Each runs as a subprocess with its own environment (the same variables a
 deployment sets), its output in a log file the failure message points at.
+``ClickLogWriter`` is a small process that writes a click log and then dies
+or stays alive, for the tests of orphaned click logs.
 """
 
 import contextlib
@@ -157,6 +159,12 @@ class WebServer(ManagedProcess):
         wait_for(self.answers, timeout=30, message=f"gunicorn on {self.url} (log: {self.log_path})")
         return self
 
+    def worker_pids(self):
+        """The pids of gunicorn's current workers (the master's children)."""
+        pid = self.process.pid
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            return [int(child) for child in children.read().split()]
+
     def answers(self):
         if not self.running:
             raise AssertionError(f"gunicorn exited:\n{self.log_text()[-3000:]}")
@@ -164,3 +172,56 @@ class WebServer(ManagedProcess):
             return requests.get(self.url + "/", timeout=1).status_code == 200
         except requests.ConnectionError:
             return False
+
+
+# Appends stdin's lines (up to an empty one) through the real ClickLog, prints
+# its file's path, then waits for stdin to close. os._exit skips the atexit
+# shipment, as a SIGKILL would: the file is left for ship_orphans. With a
+# Redis URL it exits normally instead, and ClickLog's atexit hook ships.
+CLICK_LOG_WRITER = """
+import os, sys
+import redis
+from webapp.clicks.click_log import ClickLog
+
+directory, url = sys.argv[1], sys.argv[2]
+client = redis.Redis.from_url(url, decode_responses=True) if url else None
+log = ClickLog(directory, client, 3600)
+while line := sys.stdin.readline().rstrip("\\n"):
+    log.append(line)
+print(log.path, flush=True)
+sys.stdin.read()
+if client is None:
+    os._exit(0)
+"""
+
+
+class ClickLogWriter:
+    """A process that logs clicks through ``ClickLog``, then holds its file until ``exit()``.
+
+    Without ``redis_url`` it ships nothing and dies without cleaning up (a
+    killed web process); with one, it exits cleanly and ships on the way out.
+    """
+
+    def __init__(self, directory, lines, redis_url=""):
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", CLICK_LOG_WRITER, str(directory), redis_url],
+            cwd=PROJECT_ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.process.stdin.write("".join(f"{line}\n" for line in lines) + "\n")
+        self.process.stdin.flush()
+        self.path = self.process.stdout.readline().strip()
+        if not self.path:
+            raise AssertionError(f"the click log writer failed (exit code {self.process.wait()})")
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def exit(self):
+        self.process.stdin.close()
+        self.process.wait(30)
+        self.process.stdout.close()
+        return self

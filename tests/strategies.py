@@ -64,3 +64,9 @@ JSON_VALUES = st.recursive(
     ),
     max_leaves=12,
 )
+
+# Text as it arrives in a request header (Werkzeug decodes them as latin-1),
+# with the characters that would break a click's line format made frequent.
+HEADER_TEXT = st.text(
+    alphabet=st.one_of(st.sampled_from("\t\n\r "), st.characters(max_codepoint=0xFF)), max_size=600
+)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from tests.strategies import JSON_VALUES, url_like
 from webapp.auth.tokens import issue_token, revoke_token
 from webapp.auth.users import create_user
+from webapp.clicks.events import click_row, encode_click
 from webapp.clicks.store import record_clicks
 from webapp.extensions import db
 from webapp.links import service
@@ -282,13 +283,9 @@ def test_invalid_link_creates_nothing(client, api_headers):
 
 
 def record(link, humans, bots, at=datetime(2026, 3, 1, 9, 30)):
+    seconds = (at - datetime(1970, 1, 1)).total_seconds()
     rows = [
-        {
-            "event_id": f"{link.slug}-{number}",
-            "link_id": link.id,
-            "created_at": at,
-            "is_bot": number >= humans,
-        }
+        click_row(encode_click(link.id, "HEAD" if number >= humans else "GET", None, None, "", at=seconds))
         for number in range(humans + bots)
     ]
     with db.engine.begin() as conn:

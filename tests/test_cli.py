@@ -5,8 +5,12 @@ import json
 import pytest
 from sqlalchemy import func, select
 
+from tests.processes import ClickLogWriter
 from webapp.auth.users import create_user, find_user
 from webapp.cli import setup as setup_command
+from webapp.clicks import buffer
+from webapp.clicks.buffer import CLICK_BUFFER
+from webapp.clicks.events import encode_click
 from webapp.extensions import db
 from webapp.links import service
 from webapp.models import ApiToken, Click, Link, LinkCounter, PageView, User
@@ -196,6 +200,47 @@ def test_links_show_unknown_slug_fails_clearly(runner):
     result = runner.invoke(args=["links", "show", "nothing-here"])
     assert result.exit_code != 0
     assert "no link with slug 'nothing-here'" in result.output
+
+
+# --- clicks -----------------------------------------------------------------
+
+
+def click_lines(link, count):
+    return [encode_click(link.id, "GET", None, "Mozilla/5.0", "203.0.113.9") for _ in range(count)]
+
+
+def test_clicks_drain_records_the_buffered_clicks(runner, user, redis_client):
+    link, _ = service.create_link("https://example.com/", user, slug="launch")
+    CLICK_BUFFER.append(redis_client, click_lines(link, 3))
+    result = runner.invoke(args=["clicks", "drain"])
+    assert (result.exit_code, result.output.strip()) == (0, "recorded 3 clicks")
+    assert count(Click) == 3
+    assert redis_client.get(CLICK_BUFFER.last_drain_key)
+
+
+def test_clicks_ship_orphans_ships_the_log_of_a_dead_process(app, runner, user, redis_client):
+    link, _ = service.create_link("https://example.com/", user, slug="launch")
+    lines = click_lines(link, 4)
+    ClickLogWriter(app.config["CLICK_LOG_DIR"], lines).exit()
+    result = runner.invoke(args=["clicks", "ship-orphans"])
+    assert (result.exit_code, result.output.strip()) == (0, "shipped 4 clicks")
+    assert [fields["c"] for _, fields in redis_client.xrange(CLICK_BUFFER.stream)] == lines
+    assert buffer.counters(redis_client)["clicks_shipped_late"] == 4
+
+
+def test_clicks_ship_orphans_leaves_a_live_process_log_alone(app, runner, user, redis_client):
+    link, _ = service.create_link("https://example.com/", user, slug="launch")
+    writer = ClickLogWriter(app.config["CLICK_LOG_DIR"], click_lines(link, 2))
+    try:
+        assert runner.invoke(args=["clicks", "ship-orphans"]).output.strip() == "shipped 0 clicks"
+    finally:
+        writer.exit()
+    assert redis_client.xlen(CLICK_BUFFER.stream) == 0
+
+
+def test_clicks_ship_orphans_before_any_click_was_logged_ships_nothing(runner):
+    result = runner.invoke(args=["clicks", "ship-orphans"])
+    assert (result.exit_code, result.output.strip()) == (0, "shipped 0 clicks")
 
 
 # --- setup ------------------------------------------------------------------

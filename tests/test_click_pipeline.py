@@ -1,8 +1,9 @@
 """Clicks through real processes: gunicorn, a Celery worker, beat and Redis.
 
 Counts are read from the database the processes write. "Exactly N" is
-checked only once the pipeline is idle (buffer and spool empty) and again a
-few drain intervals later, so a click counted twice late would still show.
+checked only once the pipeline is idle (no line waiting in any click log,
+the buffer empty) and again a few drain intervals later, so a click counted
+twice late would still show.
 
 The helpers here are shared with ``test_outages.py``.
 """
@@ -11,6 +12,7 @@ import base64
 import json
 import os
 import re
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -19,10 +21,12 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from tasks.clicks import record_link_click
+from tasks.clicks import record_link_click, ship_orphaned_clicks
 from tests.processes import wait_for
-from webapp.clicks import buffer, drain
-from webapp.clicks.events import click_row, make_click_event
+from webapp.clicks import buffer
+from webapp.clicks.buffer import CLICK_BUFFER
+from webapp.clicks.drain import CLICK_DRAIN
+from webapp.clicks.events import click_row, encode_click
 from webapp.extensions import db
 from webapp.links import service
 from webapp.models import Click, LinkCounter, LinkHourlyClicks
@@ -30,7 +34,7 @@ from webapp.models import Click, LinkCounter, LinkHourlyClicks
 pytestmark = pytest.mark.integration
 
 # Four drain intervals of the test environment: long enough for a late
-# duplicate (a reclaimed or replayed batch) to reach the counters.
+# duplicate (a reclaimed batch, a log shipped twice) to reach the counters.
 SETTLE_SECONDS = 2.0
 HUMAN_USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) clickboard-tests"
 
@@ -60,18 +64,33 @@ def counter_of(link_id):
     return counter.clicks + counter.bot_clicks if counter else 0
 
 
-def spool_files(app):
+def click_log_files(app):
+    """{file name: lines waiting in it} for this host's click logs (every process's)."""
+    directory = app.config["CLICK_LOG_DIR"]
     try:
-        return [name for name in os.listdir(app.config["CLICK_SPOOL_DIR"]) if name.endswith(".jsonl")]
+        names = [name for name in os.listdir(directory) if name.endswith(".log")]
     except FileNotFoundError:
-        return []
+        return {}
+    waiting = {}
+    for name in names:
+        try:
+            with open(os.path.join(directory, name), "rb") as log_file:
+                waiting[name] = sum(1 for line in log_file if line.strip())
+        except FileNotFoundError:
+            continue  # shipped and deleted meanwhile
+    return waiting
+
+
+def unshipped_clicks(app):
+    """Lines waiting in this host's click logs (a live process keeps an empty one)."""
+    return sum(click_log_files(app).values())
 
 
 def buffer_length(redis_server):
     """Messages still in the click stream (a fresh client: the server may have restarted)."""
     client = redis_server.client()
     try:
-        return client.xlen(buffer.CLICK_STREAM)
+        return client.xlen(CLICK_BUFFER.stream)
     finally:
         client.close()
 
@@ -81,15 +100,15 @@ def assert_counted_exactly(app, redis_server, link_id, expected, timeout=60):
     try:
         wait_for(lambda: counter_of(link_id) >= expected, timeout, 0.2, f"{expected} clicks counted")
         wait_for(
-            lambda: buffer_length(redis_server) == 0 and not spool_files(app),
+            lambda: unshipped_clicks(app) == 0 and buffer_length(redis_server) == 0,
             timeout,
             0.2,
-            "an empty click buffer and spool",
+            "no click waiting in a click log or the buffer",
         )
     except AssertionError as exc:
         raise AssertionError(
             f"{exc}; now {click_totals(link_id)}, buffer {buffer_length(redis_server)}, "
-            f"spool {spool_files(app)}"
+            f"click logs {click_log_files(app)}"
         ) from None
     time.sleep(SETTLE_SECONDS)
     assert click_totals(link_id) == Totals(expected, expected, expected)
@@ -112,17 +131,14 @@ def send_redirects(url, count, threads=4):
         return [result for part in pool.map(send, shares) for result in part]
 
 
-def click_events(link_id, count):
-    return [
-        {**make_click_event("GET", None, HUMAN_USER_AGENT, "192.0.2.10"), "l": str(link_id)}
-        for _ in range(count)
-    ]
+def click_lines(link_id, count):
+    return [encode_click(link_id, "GET", None, HUMAN_USER_AGENT, "192.0.2.10") for _ in range(count)]
 
 
 def buffer_clicks(client, link_id, count, chunk=1000):
-    """Append ``count`` clicks to the stream as the redirect would, ``chunk`` per round trip."""
+    """Append ``count`` clicks to the stream as a shipper would, ``chunk`` per round trip."""
     for start in range(0, count, chunk):
-        buffer.append(client, click_events(link_id, min(chunk, count - start)))
+        CLICK_BUFFER.append(client, click_lines(link_id, min(chunk, count - start)))
 
 
 def task_outcomes(worker, task_name):
@@ -186,19 +202,16 @@ def test_record_link_click_task_records_one_click_row_for_an_existing_link(
 ):
     link, _ = service.create_link("https://example.com/one", user, slug="one")
     worker = processes.worker(queues="clicks")
-    event = {
-        **make_click_event("GET", "https://news.example/", HUMAN_USER_AGENT, "198.51.100.77"),
-        "l": str(link.id),
-    }
+    line = encode_click(link.id, "GET", "https://news.example/", HUMAN_USER_AGENT, "198.51.100.77")
 
-    sent = record_link_click.apply_async(kwargs={"event": event})
+    sent = record_link_click.apply_async(args=(line,))
 
     wait_for(lambda: sent.id in task_outcomes(worker, "tasks.clicks.record_link_click"), timeout=30)
     assert task_outcomes(worker, "tasks.clicks.record_link_click")[sent.id] == "1"
     assert click_totals(link.id) == Totals(1, 1, 1)
     row = db.session.scalars(select(Click)).one()
     assert (row.event_id, row.referrer, row.ip_anonymised) == (
-        event["e"],
+        line.split("\t")[0],
         "https://news.example/",
         "198.51.100.0",
     )
@@ -208,9 +221,9 @@ def test_record_link_click_task_for_a_missing_link_succeeds_and_records_nothing(
     app, user, processes, redis_server
 ):
     worker = processes.worker(queues="clicks")
-    event = {**make_click_event("GET", None, HUMAN_USER_AGENT, "198.51.100.77"), "l": "987654"}
+    line = encode_click(987654, "GET", None, HUMAN_USER_AGENT, "198.51.100.77")
 
-    sent = record_link_click.apply_async(kwargs={"event": event})
+    sent = record_link_click.apply_async(args=(line,))
 
     wait_for(lambda: sent.id in task_outcomes(worker, "tasks.clicks.record_link_click"), timeout=30)
     assert task_outcomes(worker, "tasks.clicks.record_link_click")[sent.id] == "0"
@@ -233,8 +246,8 @@ def test_redirect_in_task_mode_queues_one_record_link_click_task_for_the_worker(
     assert len(queued) == 1
     message = json.loads(queued[0])
     assert message["headers"]["task"] == "tasks.clicks.record_link_click"
-    _, kwargs, _ = json.loads(base64.b64decode(message["body"]))
-    assert kwargs["event"]["l"] == str(link.id)
+    args, _, _ = json.loads(base64.b64decode(message["body"]))
+    assert args[0].split("\t")[1] == str(link.id)
     assert counter_of(link.id) == 0  # nothing records it without a worker
 
     processes.worker(queues="clicks")
@@ -268,19 +281,89 @@ def test_clicks_committed_by_a_drain_that_died_before_acknowledging_are_counted_
     link, _ = service.create_link("https://example.com/acked", user, slug="acked")
     buffer_clicks(redis_client, link.id, total)
     # A drain's first two steps, then death: read (now pending), commit, no XACK.
-    buffer.ensure_group(redis_client)
-    messages = buffer.read_new(redis_client, "dead-consumer", total)
-    drain.commit_rows(db.engine, [click_row(fields) for _, fields in messages], check_duplicates=False)
+    CLICK_BUFFER.ensure_group(redis_client)
+    messages = CLICK_BUFFER.read_new(redis_client, "dead-consumer", total)
+    CLICK_DRAIN.commit_rows(
+        db.engine, [click_row(fields["c"]) for _, fields in messages], check_duplicates=False
+    )
     assert click_totals(link.id) == Totals(total, total, total)
-    assert redis_client.xpending(buffer.CLICK_STREAM, buffer.DRAIN_GROUP)["pending"] == total
+    assert redis_client.xpending(CLICK_BUFFER.stream, CLICK_BUFFER.group)["pending"] == total
 
     worker = processes.worker()
     processes.beat()
 
     wait_for(
-        lambda: redis_client.xpending(buffer.CLICK_STREAM, buffer.DRAIN_GROUP)["pending"] == 0,
+        lambda: redis_client.xpending(CLICK_BUFFER.stream, CLICK_BUFFER.group)["pending"] == 0,
         timeout=60,
         message="the dead consumer's messages reclaimed and acknowledged",
     )
-    assert f"reclaimed {total} click messages from a dead drain" in worker.log_text()
+    assert f"reclaimed {total} messages of {CLICK_BUFFER.stream} from a dead drain" in worker.log_text()
     assert_counted_exactly(app, redis_server, link.id, total)
+
+
+# --- web processes that die, and links that change ------------------------------
+
+
+def test_clicks_of_a_sigkilled_web_worker_are_shipped_by_the_periodic_task_and_counted_once(
+    app, user, processes, redis_client, redis_server
+):
+    link, _ = service.create_link("https://example.com/killed", user, slug="killed")
+    # No shipper ships on its own: every click waits in its worker's log.
+    web = processes.web(workers=2, CLICK_SHIP_INTERVAL=3600)
+    results = send_redirects(f"{web.url}/r/killed", 200, threads=4)
+    assert [status for status, _ in results] == [302] * 200
+    logs = click_log_files(app)
+    assert (sum(logs.values()), buffer_length(redis_server)) == (200, 0)
+    name, orphaned = max(logs.items(), key=lambda item: item[1])
+    pid = int(name.rsplit("-", 1)[1].removesuffix(".log"))
+    assert pid in web.worker_pids()
+
+    os.kill(pid, signal.SIGKILL)  # gunicorn starts another worker; the file stays
+    wait_for(lambda: pid not in web.worker_pids(), timeout=10, message="the worker gone")
+    worker = processes.worker(queues="clicks")
+    processes.beat()  # drains what the task ships
+    sent = ship_orphaned_clicks.apply_async()
+
+    wait_for(lambda: sent.id in task_outcomes(worker, "tasks.clicks.ship_orphaned_clicks"), timeout=30)
+    # Exactly the dead worker's lines: the live worker's log was left alone.
+    assert task_outcomes(worker, "tasks.clicks.ship_orphaned_clicks")[sent.id] == str(orphaned)
+    assert name not in click_log_files(app)
+    assert unshipped_clicks(app) == 200 - orphaned
+    wait_for(lambda: counter_of(link.id) == orphaned, timeout=30, message="the orphaned clicks counted")
+
+    web.stop()  # a clean shutdown: the live worker ships the rest on its way out
+    assert unshipped_clicks(app) == 0, "the live worker did not ship its lines as it stopped"
+    assert_counted_exactly(app, redis_server, link.id, 200)
+    assert buffer.counters(redis_client)["clicks_shipped_late"] == orphaned
+
+
+def test_a_link_changed_elsewhere_takes_effect_in_every_web_worker_within_a_second(
+    app, user, processes, redis_client
+):
+    link, _ = service.create_link("https://example.com/before", user, slug="moving")
+    web = processes.web(workers=2)
+    url = f"{web.url}/r/moving"
+    # Warm both workers' caches: each new connection may land on either. A
+    # worker's change follower forgets all at its first contact: warm again after.
+    assert {status for status, _ in send_redirects(url, 40, threads=4)} == {302}
+    time.sleep(0.5)
+    assert {status for status, _ in send_redirects(url, 40, threads=4)} == {302}
+    redis_client.delete("cb:link:moving")
+    results = send_redirects(url, 20, threads=4)
+    assert {status for status, _ in results} == {302}
+    assert not redis_client.exists("cb:link:moving"), "a worker missed its cache: it read Redis"
+
+    def all_answer(status, count=20):
+        return all(code == status for code, _ in send_redirects(url, count, threads=4))
+
+    service.set_enabled(link, False)  # this process announces the change
+    started = time.monotonic()
+    wait_for(
+        lambda: all_answer(404), timeout=10, interval=0.05, message="every worker to see the link disabled"
+    )
+    assert time.monotonic() - started < 1.5
+
+    service.set_enabled(service.get_link("moving"), True)  # forget the cached "no such link" too
+    started = time.monotonic()
+    wait_for(lambda: all_answer(302), timeout=10, interval=0.05, message="every worker to see it enabled")
+    assert time.monotonic() - started < 1.5

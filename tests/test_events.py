@@ -1,16 +1,24 @@
-"""Click capture's pure functions (webapp/clicks/events.py)."""
+"""Click capture's pure functions (webapp/clicks/events.py).
+
+A click travels as one line of seven tab-separated fields (event id, link
+id, time, bot flag, anonymised ip, referrer, user agent); ``fields`` below
+names them so the tests read like the format.
+"""
 
 import time
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from tests.strategies import HEADER_TEXT
 from webapp.clicks.events import (
     anonymise_ip,
     click_row,
     client_ip,
+    encode_click,
     is_bot,
-    make_click_event,
     new_event_id,
     parse_trusted_proxies,
 )
@@ -136,41 +144,110 @@ def test_head_request_is_always_flagged():
     assert is_bot(FIREFOX, "HEAD")
 
 
-# --- make_click_event -------------------------------------------------------
+# --- encode_click -------------------------------------------------------------
+
+FIELDS = ("event_id", "link_id", "time", "bot", "ip", "referrer", "user_agent")
 
 
-def test_click_event_truncates_the_referrer_to_the_column():
-    event = make_click_event("GET", "https://example.com/" + "r" * 1000, FIREFOX, "203.0.113.9")
-    assert len(event["r"]) == REFERRER_MAX_LENGTH
+def fields(line):
+    """The line's fields by name; fails unless there are exactly seven."""
+    return dict(zip(FIELDS, line.split("\t"), strict=True))
 
 
-def test_click_event_truncates_the_user_agent_to_the_column():
-    event = make_click_event("GET", None, "Mozilla/5.0 " + "u" * 1000, "203.0.113.9")
-    assert len(event["u"]) == USER_AGENT_MAX_LENGTH
+def test_click_line_is_seven_tab_separated_fields_in_order():
+    line = encode_click(7, "GET", "https://news.example/", FIREFOX, "203.0.113.9", at=1700000000.25)
+    assert fields(line) == {
+        "event_id": fields(line)["event_id"],
+        "link_id": "7",
+        "time": "1700000000.250",
+        "bot": "",
+        "ip": "203.0.113.0",
+        "referrer": "https://news.example/",
+        "user_agent": FIREFOX,
+    }
 
 
-def test_click_event_stores_only_the_anonymised_ip():
-    event = make_click_event("GET", None, FIREFOX, "203.0.113.9")
-    assert event["i"] == "203.0.113.0"
+def test_click_line_is_one_line():
+    line = encode_click(7, "GET", "https://news.example/", FIREFOX, "203.0.113.9")
+    assert "\n" not in line and "\r" not in line
 
 
-def test_click_event_omits_absent_fields():
-    event = make_click_event("GET", "", None, "garbage")
-    assert set(event) == {"e", "t"}
+def test_click_line_truncates_the_referrer_to_the_column():
+    line = encode_click(7, "GET", "https://example.com/" + "r" * 1000, FIREFOX, "203.0.113.9")
+    assert len(fields(line)["referrer"]) == REFERRER_MAX_LENGTH
 
 
-def test_click_event_flags_head_requests():
-    assert make_click_event("HEAD", None, FIREFOX, "203.0.113.9")["b"] == "1"
+def test_click_line_truncates_the_user_agent_to_the_column():
+    line = encode_click(7, "GET", None, "Mozilla/5.0 " + "u" * 1000, "203.0.113.9")
+    assert len(fields(line)["user_agent"]) == USER_AGENT_MAX_LENGTH
 
 
-def test_click_event_of_a_person_has_no_bot_flag():
-    assert "b" not in make_click_event("GET", None, FIREFOX, "203.0.113.9")
+def test_click_line_stores_only_the_anonymised_ip():
+    line = encode_click(7, "GET", None, FIREFOX, "203.0.113.9")
+    assert fields(line)["ip"] == "203.0.113.0"
+    assert "203.0.113.9" not in line
 
 
-def test_click_event_time_is_now_in_unix_seconds():
+def test_click_line_leaves_absent_fields_empty():
+    parsed = fields(encode_click(7, "GET", "", None, "garbage"))
+    assert {key: parsed[key] for key in ("bot", "ip", "referrer", "user_agent")} == {
+        "bot": "",
+        "ip": "",
+        "referrer": "",
+        "user_agent": "",
+    }
+
+
+@pytest.mark.parametrize("breaker", ["\t", "\n", "\r", "\r\n", "\t\t"])
+def test_tabs_and_newlines_in_referrer_and_agent_are_blanked(breaker):
+    line = encode_click(7, "GET", f"https://news.example/{breaker}x", f"Agent{breaker}1.0", "203.0.113.9")
+    parsed = fields(line)
+    assert (parsed["referrer"], parsed["user_agent"]) == (
+        "https://news.example/" + " " * len(breaker) + "x",
+        "Agent" + " " * len(breaker) + "1.0",
+    )
+
+
+def test_blanking_happens_after_truncation_so_the_column_limit_holds():
+    line = encode_click(7, "GET", "\t" * 1000, "\n" * 1000, "203.0.113.9")
+    parsed = fields(line)
+    assert (len(parsed["referrer"]), len(parsed["user_agent"])) == (
+        REFERRER_MAX_LENGTH,
+        USER_AGENT_MAX_LENGTH,
+    )
+
+
+def test_click_line_flags_head_requests():
+    assert fields(encode_click(7, "HEAD", None, FIREFOX, "203.0.113.9"))["bot"] == "1"
+
+
+def test_click_line_flags_bot_agents():
+    googlebot = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+    assert fields(encode_click(7, "GET", None, googlebot, "203.0.113.9"))["bot"] == "1"
+
+
+def test_click_line_of_a_person_has_an_empty_bot_flag():
+    assert fields(encode_click(7, "GET", None, FIREFOX, "203.0.113.9"))["bot"] == ""
+
+
+def test_click_line_time_is_now_in_unix_seconds():
     before = time.time()
-    event = make_click_event("GET", None, FIREFOX, "203.0.113.9")
-    assert before - 0.01 <= float(event["t"]) <= time.time() + 0.01
+    line = encode_click(7, "GET", None, FIREFOX, "203.0.113.9")
+    assert before - 0.01 <= float(fields(line)["time"]) <= time.time() + 0.01
+
+
+def test_click_line_time_keeps_milliseconds_of_a_given_time():
+    assert fields(encode_click(7, "GET", None, FIREFOX, "203.0.113.9", at=1700000000.1234))["time"] == (
+        "1700000000.123"
+    )
+
+
+def test_each_click_line_has_its_own_event_id():
+    lines = [encode_click(7, "GET", None, FIREFOX, "203.0.113.9") for _ in range(100)]
+    assert len({fields(line)["event_id"] for line in lines}) == 100
+
+
+# --- new_event_id ---------------------------------------------------------------
 
 
 def test_event_ids_are_unique_and_fit_the_column():
@@ -179,21 +256,51 @@ def test_event_ids_are_unique_and_fit_the_column():
     assert max(len(event_id) for event_id in ids) <= 32
 
 
+def test_event_id_is_13_hex_digits_of_microseconds_then_12_random_hex_digits():
+    before = time.time_ns() // 1000
+    event_id = new_event_id()
+    after = time.time_ns() // 1000
+    assert len(event_id) == 25
+    assert all(char in "0123456789abcdef" for char in event_id)
+    assert before <= int(event_id[:13], 16) <= after
+
+
+def test_event_ids_are_time_ordered():
+    ids = []
+    for _ in range(200):
+        ids.append(new_event_id())
+        time.sleep(0.00002)
+    assert ids == sorted(ids)
+
+
 # --- click_row --------------------------------------------------------------
 
 
-def captured(method="GET", referrer="https://news.example/", user_agent=FIREFOX, link_id=7):
-    """A click event as the redirect captures it, as strings (what Redis gives back)."""
-    return {**make_click_event(method, referrer, user_agent, "203.0.113.9"), "l": str(link_id)}
+def captured(method="GET", referrer="https://news.example/", user_agent=FIREFOX, link_id=7, at=None):
+    """A click line as the redirect captures it."""
+    return encode_click(link_id, method, referrer, user_agent, "203.0.113.9", at)
+
+
+def test_click_row_time_matches_the_line_time_to_the_microsecond():
+    line = captured()
+    expected = datetime.fromtimestamp(float(fields(line)["time"]), UTC).replace(tzinfo=None)
+    assert click_row(line)["created_at"] == expected
+
+
+def test_click_row_whole_seconds_and_microseconds_are_its_time():
+    row = click_row(captured(at=1700000000.999))
+    assert row["at"] == (1700000000, 999000)
+    assert row["created_at"] == datetime(2023, 11, 14, 22, 13, 20, 999000)
 
 
 def test_click_row_round_trips_every_field():
-    event = captured()
-    row = click_row(event)
+    line = captured(at=1700000000.25)
+    row = click_row(line)
     assert row == {
-        "event_id": event["e"],
+        "event_id": fields(line)["event_id"],
         "link_id": 7,
-        "created_at": datetime.fromtimestamp(float(event["t"]), UTC).replace(tzinfo=None),
+        "at": (1700000000, 250000),
+        "created_at": datetime(2023, 11, 14, 22, 13, 20, 250000),
         "referrer": "https://news.example/",
         "user_agent": FIREFOX,
         "ip_anonymised": "203.0.113.0",
@@ -202,7 +309,7 @@ def test_click_row_round_trips_every_field():
 
 
 def test_click_row_time_is_naive_utc():
-    row = click_row({"e": "x", "l": "1", "t": "0"})
+    row = click_row("x\t1\t0\t\t\t\t")
     assert row["created_at"] == datetime(1970, 1, 1)
 
 
@@ -210,33 +317,67 @@ def test_click_row_of_a_bot_click_is_flagged():
     assert click_row(captured(method="HEAD"))["is_bot"] is True
 
 
-def test_click_row_of_a_minimal_event_has_empty_optional_fields():
-    row = click_row({"e": "abc", "l": "3", "t": "1700000000.5"})
+def test_click_row_of_a_minimal_line_has_empty_optional_fields():
+    row = click_row("abc\t3\t1700000000.5\t\t\t\t")
     optional = {key: row[key] for key in ("referrer", "user_agent", "ip_anonymised", "is_bot")}
     assert optional == {"referrer": None, "user_agent": None, "ip_anonymised": None, "is_bot": False}
 
 
+def test_click_row_truncates_an_overlong_event_id_to_the_column():
+    assert click_row("e" * 40 + "\t3\t1700000000.5\t\t\t\t")["event_id"] == "e" * 32
+
+
+def test_click_row_of_an_encoded_line_keeps_blanked_text():
+    row = click_row(captured(referrer="https://news.example/\tx", user_agent="Agent\n1.0"))
+    assert (row["referrer"], row["user_agent"]) == ("https://news.example/ x", "Agent 1.0")
+
+
+@given(
+    link_id=st.integers(min_value=1, max_value=2**62),
+    method=st.sampled_from(["GET", "HEAD"]),
+    referrer=st.one_of(st.none(), HEADER_TEXT),
+    user_agent=st.one_of(st.none(), HEADER_TEXT),
+    ip=st.one_of(st.ip_addresses().map(str), st.text(max_size=20)),
+    at=st.floats(min_value=0, max_value=4e9),
+)
+def test_every_encoded_click_parses_back(link_id, method, referrer, user_agent, ip, at):
+    row = click_row(encode_click(link_id, method, referrer, user_agent, ip, at))
+    assert row is not None
+    assert row["link_id"] == link_id
+    assert row["is_bot"] == is_bot(user_agent, method)
+    assert row["ip_anonymised"] == (anonymise_ip(ip) or None)
+    blanked = {"referrer": referrer, "user_agent": user_agent}
+    for key, limit in (("referrer", REFERRER_MAX_LENGTH), ("user_agent", USER_AGENT_MAX_LENGTH)):
+        text = (blanked[key] or "")[:limit]
+        expected = text.replace("\t", " ").replace("\n", " ").replace("\r", " ")
+        assert row[key] == (expected or None)
+    assert abs((row["created_at"] - datetime(1970, 1, 1)).total_seconds() - at) < 0.001
+
+
 @pytest.mark.parametrize(
-    "event",
+    "line",
     [
-        {"l": "1", "t": "1700000000"},
-        {"e": "x", "t": "1700000000"},
-        {"e": "x", "l": "1"},
-        {"e": "x", "l": "seven", "t": "1700000000"},
-        {"e": "x", "l": "1.5", "t": "1700000000"},
-        {"e": "x", "l": None, "t": "1700000000"},
-        {"e": "x", "l": "1", "t": "soon"},
-        {"e": "x", "l": "1", "t": None},
-        {"e": "x", "l": "1", "t": "inf"},
-        {"e": "x", "l": "1", "t": "nan"},
-        {"e": "x", "l": "1", "t": "1e20"},
-        {"e": "x", "l": "1", "t": "-1e18"},
-        {},
+        "x\t1\t1700000000\t\t\t",  # six fields
+        "x\t1\t1700000000\t\t\t\t\t",  # eight fields
+        "x\t1\t1700000000",
+        "",
+        "x\tseven\t1700000000\t\t\t\t",
+        "x\t1.5\t1700000000\t\t\t\t",
+        "x\t\t1700000000\t\t\t\t",
+        "x\t1\tsoon\t\t\t\t",
+        "x\t1\t\t\t\t\t",
+        "x\t1\tinf\t\t\t\t",
+        "x\t1\tnan\t\t\t\t",
+        "x\t1\t1e20\t\t\t\t",
+        "x\t1\t-1e18\t\t\t\t",
+        "e=x l=1 t=0",
         None,
         [],
-        "e=x l=1 t=0",
+        {},
+        7,
+        b"x\t1\t1700000000\t\t\t\t",
     ],
     ids=repr,
 )
-def test_click_row_of_a_malformed_message_is_none(event):
-    assert click_row(event) is None
+def test_click_row_of_a_malformed_line_is_none(line):
+    assert click_row(line) is None

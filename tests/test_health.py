@@ -1,22 +1,35 @@
-"""GET /healthz and GET /metrics in-process, with Redis up and down."""
+"""GET /healthz and GET /metrics in-process, with Redis up and down.
+
+Clicks reach the Redis counters when the click log is shipped; in-process
+apps ship only when asked (``ship``).
+"""
 
 import re
 import time
 
 import pytest
 
-from webapp.clicks.buffer import LAST_DRAIN_KEY
+from tests.processes import ClickLogWriter
+from webapp.clicks import click_log
+from webapp.clicks.buffer import CLICK_BUFFER
+from webapp.clicks.drain import CLICK_DRAIN
+from webapp.extensions import db
 from webapp.links import service
 
 
 @pytest.fixture
 def drained_just_now(redis_client):
-    redis_client.set(LAST_DRAIN_KEY, f"{time.time():.3f}")
+    redis_client.set(CLICK_BUFFER.last_drain_key, f"{time.time():.3f}")
 
 
 @pytest.fixture
-def redis_down_app(make_app, dead_redis_url):
+def redis_down_app(make_app, dead_redis_url, monkeypatch):
+    monkeypatch.setenv("CELERY_BROKER_URL", dead_redis_url)  # Celery prefers it to its config
     return make_app(REDIS_URL=dead_redis_url, CELERY_BROKER_URL=dead_redis_url)
+
+
+def ship(app):
+    app.extensions["clickboard.click_log"].ship_own()
 
 
 def metric(client, name):
@@ -51,16 +64,32 @@ def test_healthz_is_503_when_the_drain_never_ran(client):
 
 
 def test_healthz_is_503_when_the_drain_stopped_long_ago(client, redis_client):
-    redis_client.set(LAST_DRAIN_KEY, f"{time.time() - 3600:.3f}")
+    redis_client.set(CLICK_BUFFER.last_drain_key, f"{time.time() - 3600:.3f}")
     body = client.get("/healthz").get_json()
     assert (body["status"], body["workers"]["ok"]) == ("degraded", False)
 
 
-def test_healthz_reports_the_click_backlog(client, drained_just_now, user):
+def test_healthz_sees_workers_alive_once_a_drain_ran(app, client, redis_client):
+    CLICK_DRAIN.drain(redis_client, db.engine, "tests", 100, 1, 60)
+    assert client.get("/healthz").get_json()["workers"]["ok"] is True
+
+
+def test_healthz_reports_the_click_backlog(app, client, drained_just_now, user):
     service.create_link("https://example.com/", user, slug="launch")
     client.get("/r/launch")
     client.get("/r/launch")
+    ship(app)
     assert client.get("/healthz").get_json()["redis"]["click_backlog"] == 2
+
+
+def test_healthz_counts_the_click_log_files_on_this_host(app, client, drained_just_now, user):
+    assert client.get("/healthz").get_json()["click_log_files"] == 0
+    service.create_link("https://example.com/", user, slug="launch")
+    client.get("/r/launch")
+    ship(app)
+    assert client.get("/healthz").get_json()["click_log_files"] == 1  # this process's live log
+    ClickLogWriter(app.config["CLICK_LOG_DIR"], ["an orphaned click"]).exit()
+    assert client.get("/healthz").get_json()["click_log_files"] == 2
 
 
 def test_healthz_with_redis_down_is_a_quick_503(redis_down_app):
@@ -83,42 +112,81 @@ def test_metrics_is_prometheus_text(client):
     response = client.get("/metrics")
     assert response.status_code == 200
     assert response.mimetype == "text/plain"
-    assert "# TYPE clickboard_redirects_total counter" in response.get_data(as_text=True)
+    assert "# TYPE clickboard_clicks_buffered_total counter" in response.get_data(as_text=True)
 
 
 @pytest.mark.parametrize(
     "name",
     [
-        "clickboard_redirects_total",
         "clickboard_clicks_buffered_total",
         "clickboard_clicks_drained_total",
+        "clickboard_clicks_dropped_total",
+        "clickboard_clicks_shipped_late_total",
         "clickboard_click_backlog",
         "clickboard_click_lag_seconds",
-        "clickboard_spool_files",
+        "clickboard_click_log_files",
     ],
 )
 def test_metrics_include_each_pipeline_metric(client, name):
     assert metric(client, name) == 0
 
 
-def test_redirect_counter_rises_with_each_redirect(client, user):
+def test_buffered_counter_rises_with_each_redirect_once_shipped(app, client, user):
     service.create_link("https://example.com/", user, slug="launch")
-    before = metric(client, "clickboard_redirects_total")
+    before = metric(client, "clickboard_clicks_buffered_total")
     client.get("/r/launch")  # cache miss
     client.get("/r/launch")  # cache hit
-    assert metric(client, "clickboard_redirects_total") == before + 2
+    ship(app)
+    assert metric(client, "clickboard_clicks_buffered_total") == before + 2
 
 
-def test_redirect_counter_ignores_not_found(client, user):
+def test_buffered_counter_ignores_not_found(app, client, user):
     client.get("/r/nothing-here")
-    assert metric(client, "clickboard_redirects_total") == 0
+    assert app.extensions["clickboard.click_log"].pid is None  # nothing was ever logged
+    assert metric(client, "clickboard_clicks_buffered_total") == 0
 
 
-def test_click_backlog_counts_undrained_clicks(client, user):
+def test_drained_counter_rises_with_each_drained_click(app, client, user, redis_client):
     service.create_link("https://example.com/", user, slug="launch")
     for _ in range(3):
         client.get("/r/launch")
+    ship(app)
+    CLICK_DRAIN.drain(redis_client, db.engine, "tests", 100, 1, 60)
+    assert (
+        metric(client, "clickboard_clicks_drained_total"),
+        metric(client, "clickboard_click_backlog"),
+    ) == (
+        3,
+        0,
+    )
+
+
+def test_shipped_late_counter_counts_clicks_of_dead_processes(app, client, redis_client):
+    ClickLogWriter(app.config["CLICK_LOG_DIR"], ["one", "two"]).exit()
+    click_log.ship_orphans(app.config["CLICK_LOG_DIR"], redis_client)
+    assert metric(client, "clickboard_clicks_shipped_late_total") == 2
+
+
+def test_click_backlog_counts_undrained_clicks(app, client, user):
+    service.create_link("https://example.com/", user, slug="launch")
+    for _ in range(3):
+        client.get("/r/launch")
+    ship(app)
     assert metric(client, "clickboard_click_backlog") == 3
+
+
+def test_click_lag_is_the_age_of_the_oldest_undrained_click(app, client, user):
+    service.create_link("https://example.com/", user, slug="launch")
+    client.get("/r/launch")
+    ship(app)
+    time.sleep(0.3)
+    assert 0.2 <= metric(client, "clickboard_click_lag_seconds") < 5
+
+
+def test_click_log_files_metric_counts_this_host_files(app, client, user):
+    service.create_link("https://example.com/", user, slug="launch")
+    client.get("/r/launch")
+    assert metric(client, "clickboard_click_log_files") == 1
 
 
 def test_metrics_with_redis_down_is_a_503_not_an_error(redis_down_app):

@@ -1,11 +1,12 @@
 """Outages with real processes: Redis or the broker stops while redirects keep coming.
 
-The promise under test: every redirect is answered at once (the click goes to
-the local spool), and once the service is back every click is counted
-exactly once. Worker and beat log connection errors during an outage; that
-is expected.
+The promise under test: every redirect is answered at once (the click waits
+in the process's local click log), and once the service is back every click
+is counted exactly once. Worker and beat log connection errors during an
+outage; that is expected.
 """
 
+import os
 import threading
 import time
 from typing import NamedTuple
@@ -13,15 +14,17 @@ from typing import NamedTuple
 import pytest
 import requests
 
-from tasks.clicks import replay_click_spool
-from tests.processes import RedisServer, wait_for
+from tasks.clicks import ship_orphaned_clicks
+from tests.processes import ClickLogWriter, RedisServer, wait_for
 from tests.test_click_pipeline import (
     assert_counted_exactly,
-    click_events,
-    spool_files,
+    buffer_length,
+    click_lines,
     task_outcomes,
+    unshipped_clicks,
 )
-from webapp.clicks import buffer, spool
+from webapp.clicks import buffer
+from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.links import service
 
 pytestmark = pytest.mark.integration
@@ -75,6 +78,14 @@ class RedirectSender:
         wait_for(lambda: self.count(phase) >= count, timeout, 0.05, f"{count} redirects sent {phase}")
 
 
+def clicks_buffered(redis_server):
+    client = redis_server.client()
+    try:
+        return buffer.counters(client)["clicks_buffered"]
+    finally:
+        client.close()
+
+
 def assert_all_answered_fast(sent):
     slow_or_failed = [item for item in sent if item.status != 302 or item.seconds >= MAX_REDIRECT_SECONDS]
     assert slow_or_failed == [], f"{len(slow_or_failed)} of {len(sent)} redirects slow or failed"
@@ -92,11 +103,18 @@ def test_redirects_answer_fast_through_a_redis_outage_and_every_click_is_counted
         sender.send_in_phase("before", 50)
         redis_server.stop()
         sender.send_in_phase("during", 150)
-        spooled_during_outage = spool_files(app)
+        waiting_during_outage = unshipped_clicks(app)
+        answered_so_far = len(sender.sent)
         redis_server.start()  # same port and data directory: the stream survives
+        # The shippers resume: what waited reaches the stream within moments.
+        wait_for(
+            lambda: clicks_buffered(redis_server) >= answered_so_far,
+            timeout=10,
+            message="the clicks of the outage shipped",
+        )
         sender.send_in_phase("after", 100)
 
-    assert spooled_during_outage, "no click was spooled: the web never noticed the outage"
+    assert waiting_during_outage >= 100, "the click logs did not hold the outage's clicks"
     assert_all_answered_fast(sender.sent)
     assert_counted_exactly(app, redis_server, link.id, len(sender.sent), timeout=90)
 
@@ -128,8 +146,12 @@ def test_task_mode_redirects_answer_fast_through_a_broker_outage_and_every_click
 
     assert_all_answered_fast(sender.sent)
     assert_counted_exactly(app, redis_server, link.id, len(sender.sent), timeout=90)
-    # The clicks of the outage went through the spool and the stream, not lost tasks.
-    assert buffer.counters(redis_client)["clicks_replayed"] > 0
+    # The clicks of the outage went through the click log, the stream and the
+    # batch drain instead of lost tasks; the others were tasks.
+    totals = buffer.counters(redis_client)
+    assert totals["clicks_buffered"] > 0
+    assert totals["clicks_drained"] + totals["clicks_dropped"] == totals["clicks_buffered"]
+    assert totals["clicks_buffered"] < len(sender.sent), "no click went as a task"
     client = broker.client()
     try:
         assert client.llen("clicks") == 0
@@ -137,25 +159,24 @@ def test_task_mode_redirects_answer_fast_through_a_broker_outage_and_every_click
         client.close()
 
 
-def test_spool_left_by_a_dead_process_is_replayed_by_the_periodic_task_and_counted_once(
-    app, user, processes, redis_client, redis_server, monkeypatch
+def test_click_log_left_by_a_dead_process_is_shipped_by_the_periodic_task_and_counted_once(
+    app, user, processes, redis_client, redis_server
 ):
-    # Keep this process's "I have spooled" flag out of the other tests.
-    monkeypatch.setattr(spool, "state", {"spooled": False, "next_replay_at": 0.0})
-    link, _ = service.create_link("https://example.com/spooled", user, slug="spooled")
-    events = click_events(link.id, 300)
-    for event in events:
-        spool.append(event)
-    # A redirect whose XADD succeeded but whose reply was lost spools the
-    # same click again: those must count once too.
-    buffer.append(redis_client, events[:50])
-    assert spool_files(app)
+    link, _ = service.create_link("https://example.com/orphaned", user, slug="orphaned")
+    lines = click_lines(link.id, 300)
+    dead = ClickLogWriter(app.config["CLICK_LOG_DIR"], lines).exit()
+    # A shipper killed after its XADD but before deleting the file ships the
+    # same clicks again later: those must count once too.
+    CLICK_BUFFER.append(redis_client, lines[:50])
+    assert unshipped_clicks(app) == 300
     worker = processes.worker(queues="clicks")
-    processes.beat()  # drains the buffer the replay fills
+    processes.beat()  # drains the buffer the shipment fills
 
-    sent = replay_click_spool.apply_async()
+    sent = ship_orphaned_clicks.apply_async()
 
-    wait_for(lambda: sent.id in task_outcomes(worker, "tasks.clicks.replay_click_spool"), timeout=30)
-    assert task_outcomes(worker, "tasks.clicks.replay_click_spool")[sent.id] == "300"
+    wait_for(lambda: sent.id in task_outcomes(worker, "tasks.clicks.ship_orphaned_clicks"), timeout=30)
+    assert task_outcomes(worker, "tasks.clicks.ship_orphaned_clicks")[sent.id] == "300"
+    assert not os.path.exists(dead.path)
     assert_counted_exactly(app, redis_server, link.id, 300)
-    assert buffer.counters(redis_client)["clicks_replayed"] == 300
+    assert buffer.counters(redis_client)["clicks_shipped_late"] == 300
+    assert buffer_length(redis_server) == 0

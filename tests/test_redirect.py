@@ -1,16 +1,27 @@
-"""GET /r/<slug> in-process: the Flask test client against the real embedded Redis."""
+"""GET /r/<slug> in-process: the Flask test client against the real embedded Redis.
+
+A redirect resolves its slug (this process's link cache, then Redis, then
+the database) and appends its click to this process's click log. In-process
+apps have no background shipper (see conftest): ``shipped_clicks`` ships the
+log to the stream, as the shipper thread would moments later.
+"""
 
 import base64
 import json
 import os
+import time
 from urllib.parse import urlsplit
 
 import pytest
+import redis
+from sqlalchemy.exc import OperationalError
 
-from webapp.clicks import spool
-from webapp.clicks.buffer import CLICK_STREAM
+from tests.processes import wait_for
+from webapp.clicks import click_log
+from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.extensions import db
 from webapp.links import cache, service
+from webapp.redis_client import REQUEST_CLIENT, request_redis
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
@@ -22,8 +33,36 @@ def link(user):
     return service.create_link("HTTPS://Example.com:443/landing?ref=cb#top", user, slug="launch")[0]
 
 
-def stream_messages(redis_client):
-    return [fields for _, fields in redis_client.xrange(CLICK_STREAM)]
+FIELDS = ("event_id", "link_id", "time", "bot", "ip", "referrer", "user_agent")
+
+
+def fields(line):
+    return dict(zip(FIELDS, line.split("\t"), strict=True))
+
+
+def ship(app):
+    """Ship the app's click log now; an app that never logged a click has none."""
+    log = app.extensions["clickboard.click_log"]
+    if log.pid is not None:
+        log.ship_own()
+
+
+def shipped_clicks(app, redis_client):
+    """The click lines in the stream once the app's log is shipped, each as its fields."""
+    ship(app)
+    return [fields(message["c"]) for _, message in redis_client.xrange(CLICK_BUFFER.stream)]
+
+
+def logged_lines(app):
+    """The click lines waiting in the app's click log directory, not yet shipped."""
+    directory = app.config["CLICK_LOG_DIR"]
+    if not os.path.isdir(directory):
+        return []
+    lines = []
+    for name in sorted(os.listdir(directory)):
+        with open(os.path.join(directory, name)) as log_file:
+            lines.extend(line.rstrip("\n") for line in log_file)
+    return lines
 
 
 def follow(client, path="/r/launch", method="GET", **headers):
@@ -176,64 +215,88 @@ def test_url_shaped_slug_ends_in_a_404(client, link, path):
 # --- click capture ----------------------------------------------------------
 
 
-def test_redirect_captures_exactly_one_click(client, redis_client, link):
+def test_redirect_captures_exactly_one_click(app, client, redis_client, link):
     follow(client, Referer="https://news.example/item?id=1")
-    assert len(stream_messages(redis_client)) == 1
+    assert len(shipped_clicks(app, redis_client)) == 1
 
 
-def test_captured_click_carries_link_referrer_agent_and_anonymised_ip(client, redis_client, link):
+def test_redirect_logs_its_click_locally_without_a_redis_call(app, client, redis_client, link):
+    follow(client)
+    assert redis_client.xlen(CLICK_BUFFER.stream) == 0  # not in Redis until shipped
+    (line,) = logged_lines(app)
+    assert fields(line)["link_id"] == str(link.id)
+
+
+def test_captured_click_carries_link_referrer_agent_and_anonymised_ip(app, client, redis_client, link):
     client.get(
         "/r/launch",
         headers={"Referer": "https://news.example/item?id=1", "User-Agent": FIREFOX},
         environ_base={"REMOTE_ADDR": "203.0.113.77"},
     )
-    (message,) = stream_messages(redis_client)
-    assert {key: message[key] for key in ("l", "r", "u", "i")} == {
-        "l": str(link.id),
-        "r": "https://news.example/item?id=1",
-        "u": FIREFOX,
-        "i": "203.0.113.0",
+    (click,) = shipped_clicks(app, redis_client)
+    assert {key: click[key] for key in ("link_id", "referrer", "user_agent", "ip", "bot")} == {
+        "link_id": str(link.id),
+        "referrer": "https://news.example/item?id=1",
+        "user_agent": FIREFOX,
+        "ip": "203.0.113.0",
+        "bot": "",
     }
-    assert "b" not in message
 
 
-def test_cached_redirects_each_capture_one_click(client, redis_client, link):
+def test_captured_click_time_is_the_time_of_the_redirect(app, client, redis_client, link):
+    before = time.time()
+    follow(client)
+    (click,) = shipped_clicks(app, redis_client)
+    assert before - 0.01 <= float(click["time"]) <= time.time() + 0.01
+
+
+def test_tab_in_a_header_cannot_break_the_click_line(app, client, redis_client, link):
+    follow(client, Referer="https://news.example/\tforged", **{"User-Agent": "Agent\t1.0"})
+    (click,) = shipped_clicks(app, redis_client)
+    assert (click["link_id"], click["referrer"], click["user_agent"]) == (
+        str(link.id),
+        "https://news.example/ forged",
+        "Agent 1.0",
+    )
+
+
+def test_cached_redirects_each_capture_one_click(app, client, redis_client, link):
     for _ in range(3):
         follow(client)
-    messages = stream_messages(redis_client)
-    assert len(messages) == 3
-    assert len({message["e"] for message in messages}) == 3
+    clicks = shipped_clicks(app, redis_client)
+    assert len(clicks) == 3
+    assert len({click["event_id"] for click in clicks}) == 3
 
 
-def test_head_request_click_is_flagged_bot(client, redis_client, link):
+def test_head_request_click_is_flagged_bot(app, client, redis_client, link):
     follow(client, method="HEAD")
-    (message,) = stream_messages(redis_client)
-    assert message["b"] == "1"
+    (click,) = shipped_clicks(app, redis_client)
+    assert click["bot"] == "1"
 
 
-def test_bot_user_agent_click_is_flagged_bot(client, redis_client, link):
+def test_bot_user_agent_click_is_flagged_bot(app, client, redis_client, link):
     follow(client, **{"User-Agent": GOOGLEBOT})
-    (message,) = stream_messages(redis_client)
-    assert message["b"] == "1"
+    (click,) = shipped_clicks(app, redis_client)
+    assert click["bot"] == "1"
 
 
-def test_not_found_captures_no_click(client, redis_client, link):
+def test_not_found_captures_no_click(app, client, redis_client, link):
     follow(client, "/r/nothing-here")
     follow(client, "/r/nothing-here")
-    assert stream_messages(redis_client) == []
+    assert (logged_lines(app), shipped_clicks(app, redis_client)) == ([], [])
 
 
-def test_disabled_link_captures_no_click(client, redis_client, link):
+def test_disabled_link_captures_no_click(app, client, redis_client, link):
     service.set_enabled(link, False)
     follow(client)
-    assert stream_messages(redis_client) == []
+    assert (logged_lines(app), shipped_clicks(app, redis_client)) == ([], [])
 
 
-def test_forwarded_for_is_ignored_without_trusted_proxies(client, redis_client, link):
+def test_forwarded_for_is_ignored_without_trusted_proxies(app, client, redis_client, link):
     client.get(
         "/r/launch", headers={"X-Forwarded-For": "198.51.100.7"}, environ_base={"REMOTE_ADDR": "203.0.113.77"}
     )
-    assert stream_messages(redis_client)[0]["i"] == "203.0.113.0"
+    assert shipped_clicks(app, redis_client)[0]["ip"] == "203.0.113.0"
 
 
 def test_forwarded_for_from_a_trusted_proxy_gives_the_client_ip(make_app, redis_client, link):
@@ -241,7 +304,107 @@ def test_forwarded_for_from_a_trusted_proxy_gives_the_client_ip(make_app, redis_
     other.test_client().get(
         "/r/launch", headers={"X-Forwarded-For": "198.51.100.7"}, environ_base={"REMOTE_ADDR": "10.1.2.3"}
     )
-    assert stream_messages(redis_client)[0]["i"] == "198.51.100.0"
+    assert shipped_clicks(other, redis_client)[0]["ip"] == "198.51.100.0"
+
+
+def test_the_shipper_thread_moves_a_click_to_the_stream_within_a_fraction_of_a_second(
+    make_app, redis_client, link
+):
+    other = make_app(CLICK_SHIP_INTERVAL=0.05)
+    follow(other.test_client())
+    started = time.monotonic()
+    wait_for(
+        lambda: redis_client.xlen(CLICK_BUFFER.stream) == 1, timeout=5, interval=0.01, message="the click"
+    )
+    assert time.monotonic() - started < 1.0
+
+
+# --- this process's link cache ------------------------------------------------
+
+
+def local_cache(app):
+    return app.extensions["clickboard.link_cache"]
+
+
+def follower_in_contact(app):
+    """Start the link-change follower and wait for its first contact with Redis.
+
+    The first contact forgets every entry (changes may have been missed
+    before it): a test that needs an entry to stay must add it after.
+    """
+    local = local_cache(app)
+    local.put("warm-up", None)
+    wait_for(lambda: "warm-up" not in local.entries, timeout=5, interval=0.02, message="the change follower")
+
+
+def change_target_unannounced(link, target="https://example.org/elsewhere"):
+    """Change the link in the database only: no cache hears of it."""
+    link.target_url = target
+    db.session.commit()
+
+
+def test_redirect_from_this_process_cache_needs_no_redis(app, client, link, dead_redis_url, monkeypatch):
+    follower_in_contact(app)
+    follow(client)  # now in this process's cache
+    change_target_unannounced(link)  # the database and Redis would both answer otherwise
+    guard = request_redis()
+    monkeypatch.setattr(guard, "client", redis.Redis.from_url(dead_redis_url, socket_connect_timeout=0.2))
+
+    response = follow(client)
+
+    assert response.headers["Location"] == TARGET
+    assert guard.available, "the redirect tried Redis"
+
+
+def test_redirect_after_the_local_entry_expired_reads_redis_again(make_app, redis_client, link):
+    other = make_app(LINK_LOCAL_CACHE_SECONDS=0.5)
+    follower_in_contact(other)
+    client = other.test_client()
+    follow(client)
+    change_target_unannounced(service.get_link("launch"))
+    redis_client.delete(cache.cache_key("launch"))  # as if only Redis had heard of the change
+
+    assert follow(client).headers["Location"] == TARGET  # still this process's copy
+    time.sleep(0.6)
+    assert follow(client).headers["Location"] == "https://example.org/elsewhere"
+
+
+def test_invalidation_from_another_process_reaches_this_one_within_a_second(app, client, make_app, link):
+    follower_in_contact(app)
+    follow(client)
+    assert local_cache(app).get("launch") == (True, cache.entry_for(link))
+    make_app()  # another app, with its own link cache: "another process"
+    service.set_enabled(service.get_link("launch"), False)  # announced through the change stream
+
+    started = time.monotonic()
+    wait_for(lambda: follow(client).status_code == 404, timeout=5, interval=0.02, message="the eviction")
+    assert time.monotonic() - started < 1.0
+
+
+def test_change_follower_forgets_every_entry_after_losing_redis(app, client, user, link, redis_server):
+    service.create_link("https://example.com/other", user, slug="other")
+    follower_in_contact(app)
+    follow(client)
+    follow(client, "/r/other")
+    local = local_cache(app)
+    redis_server.stop()
+    try:
+        time.sleep(0.5)  # the follower notices; changes announced now would be missed
+        assert follow(client).headers["Location"] == TARGET  # entries still serve meanwhile
+        assert {"launch", "other"} <= set(local.entries)
+    finally:
+        redis_server.start()
+    wait_for(lambda: not local.entries, timeout=5, interval=0.02, message="the entries forgotten")
+
+
+def test_not_found_is_cached_in_this_process_and_dropped_when_the_link_is_created(
+    app, client, user, redis_client
+):
+    follower_in_contact(app)
+    assert follow(client, "/r/later").status_code == 404
+    assert local_cache(app).get("later") == (True, None)
+    service.create_link("https://example.com/later", user, slug="later")
+    assert follow(client, "/r/later").status_code == 302
 
 
 # --- Redis down -------------------------------------------------------------
@@ -250,21 +413,8 @@ def test_forwarded_for_from_a_trusted_proxy_gives_the_client_ip(make_app, redis_
 @pytest.fixture
 def redis_down_app(make_app, dead_redis_url, link, monkeypatch):
     """The app with Redis (and the broker) unreachable; the link exists already."""
-    # Spool state is per process: restore it so no later test starts a replay.
-    monkeypatch.setitem(spool.state, "spooled", False)
-    monkeypatch.setitem(spool.state, "next_replay_at", 0.0)
+    monkeypatch.setenv("CELERY_BROKER_URL", dead_redis_url)  # Celery prefers it to its config
     return make_app(REDIS_URL=dead_redis_url, CELERY_BROKER_URL=dead_redis_url)
-
-
-def spooled_messages(app):
-    directory = app.config["CLICK_SPOOL_DIR"]
-    if not os.path.isdir(directory):
-        return []
-    messages = []
-    for name in sorted(os.listdir(directory)):
-        with open(os.path.join(directory, name)) as spool_file:
-            messages.extend(json.loads(line) for line in spool_file)
-    return messages
 
 
 def test_redirect_answers_from_the_database_while_redis_is_down(redis_down_app):
@@ -277,23 +427,92 @@ def test_unknown_slug_is_a_404_while_redis_is_down(redis_down_app):
 
 
 def test_link_disabled_while_redis_is_down_is_a_404(redis_down_app):
-    service.set_enabled(service.get_link("launch"), False)  # its cache entry cannot be dropped
-    assert follow(redis_down_app.test_client()).status_code == 404
+    client = redis_down_app.test_client()
+    follow(client)  # cached in this process
+    service.set_enabled(service.get_link("launch"), False)  # cannot be announced, but is evicted here
+    assert follow(client).status_code == 404
 
 
-def test_click_is_spooled_while_redis_is_down(redis_down_app, link):
+def test_click_waits_in_the_click_log_while_redis_is_down(redis_down_app, link):
     follow(redis_down_app.test_client(), Referer="https://news.example/")
-    (message,) = spooled_messages(redis_down_app)
-    assert (message["l"], message["r"], message["u"]) == (str(link.id), "https://news.example/", FIREFOX)
+    with pytest.raises(redis.ConnectionError):
+        redis_down_app.extensions["clickboard.click_log"].ship_own()
+    (line,) = logged_lines(redis_down_app)
+    click = fields(line)
+    assert (click["link_id"], click["referrer"], click["user_agent"]) == (
+        str(link.id),
+        "https://news.example/",
+        FIREFOX,
+    )
 
 
-def test_spooled_click_is_replayed_into_the_stream(app, redis_down_app, redis_client):
+def test_click_logged_while_redis_was_down_is_shipped_once_it_is_back(
+    redis_down_app, redis_client, monkeypatch
+):
     follow(redis_down_app.test_client())
-    (spooled,) = spooled_messages(redis_down_app)
-    with app.app_context():  # Redis is reachable through this app
-        assert spool.replay_all() == 1
-    assert stream_messages(redis_client) == [spooled]
-    assert spooled_messages(redis_down_app) == []
+    log = redis_down_app.extensions["clickboard.click_log"]
+    with pytest.raises(redis.ConnectionError):
+        log.ship_own()
+    (line,) = logged_lines(redis_down_app)
+
+    monkeypatch.setattr(log, "client", redis_client)  # Redis is back
+    log.ship_own()
+
+    assert [message["c"] for _, message in redis_client.xrange(CLICK_BUFFER.stream)] == [line]
+    assert logged_lines(redis_down_app) == []
+
+
+def test_healthz_counts_the_click_logs_waiting_while_redis_is_down(redis_down_app):
+    client = redis_down_app.test_client()
+    follow(client)
+    with pytest.raises(redis.ConnectionError):
+        redis_down_app.extensions["clickboard.click_log"].ship_own()
+    # The live log and the file set aside for the failed shipment.
+    assert client.get("/healthz").get_json()["click_log_files"] == 2
+    assert click_log.pending_files(redis_down_app.config["CLICK_LOG_DIR"]) == 2
+
+
+# --- Redis and the database down ---------------------------------------------
+
+
+@pytest.fixture
+def database_down(monkeypatch):
+    def fail(slug):
+        raise OperationalError("SELECT link", {}, Exception("database unavailable"))
+
+    monkeypatch.setattr(cache, "load_entry", fail)
+
+
+@pytest.fixture
+def short_lived_cache_app(make_app, link):
+    """An app whose local entries expire at once, with ``launch`` seen once."""
+    other = make_app(LINK_LOCAL_CACHE_SECONDS=0.05)
+    follower_in_contact(other)
+    follow(other.test_client())
+    time.sleep(0.1)
+    assert local_cache(other).get("launch") == (False, None), "the entry did not expire"
+    return other
+
+
+def test_with_redis_failing_and_the_database_down_the_last_known_target_is_served(
+    short_lived_cache_app, database_down, dead_redis_url, monkeypatch
+):
+    guard = short_lived_cache_app.extensions[REQUEST_CLIENT]
+    monkeypatch.setattr(guard, "client", redis.Redis.from_url(dead_redis_url, socket_connect_timeout=0.2))
+    response = follow(short_lived_cache_app.test_client())
+    assert (response.status_code, response.headers["Location"]) == (302, TARGET)
+
+
+def test_with_redis_known_down_and_the_database_down_the_last_known_target_is_served(
+    short_lived_cache_app, database_down
+):
+    short_lived_cache_app.extensions[REQUEST_CLIENT].mark_down()
+    response = follow(short_lived_cache_app.test_client())
+    assert (response.status_code, response.headers["Location"]) == (302, TARGET)
+
+
+def test_with_the_database_down_a_slug_never_seen_is_a_404(redis_down_app, database_down):
+    assert follow(redis_down_app.test_client()).status_code == 404
 
 
 # --- task mode --------------------------------------------------------------
@@ -304,9 +523,9 @@ def queued_tasks(redis_client, queue="clicks"):
     return [json.loads(raw) for raw in redis_client.lrange(queue, 0, -1)]
 
 
-def task_kwargs(message):
-    _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-    return kwargs
+def task_args(message):
+    args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+    return args
 
 
 def test_redirect_in_task_mode_queues_a_record_task(make_app, redis_client, link):
@@ -316,16 +535,39 @@ def test_redirect_in_task_mode_queues_a_record_task(make_app, redis_client, link
     ]
 
 
-def test_task_mode_task_carries_the_click(make_app, redis_client, link):
+def test_task_mode_task_carries_the_click_line(make_app, redis_client, link):
     follow(make_app(CLICK_CAPTURE_MODE="task").test_client(), Referer="https://news.example/")
     (message,) = queued_tasks(redis_client)
-    event = task_kwargs(message)["event"]
-    assert (event["l"], event["r"], event["u"]) == (str(link.id), "https://news.example/", FIREFOX)
+    (line,) = task_args(message)
+    click = fields(line)
+    assert (click["link_id"], click["referrer"], click["user_agent"]) == (
+        str(link.id),
+        "https://news.example/",
+        FIREFOX,
+    )
 
 
 def test_task_mode_buffers_nothing_in_the_stream(make_app, redis_client, link):
-    follow(make_app(CLICK_CAPTURE_MODE="task").test_client())
-    assert stream_messages(redis_client) == []
+    other = make_app(CLICK_CAPTURE_MODE="task")
+    follow(other.test_client())
+    assert (logged_lines(other), shipped_clicks(other, redis_client)) == ([], [])
+
+
+def test_task_mode_with_the_broker_down_logs_the_click_for_the_batch_drain(
+    make_app, redis_client, dead_redis_url, link, monkeypatch
+):
+    monkeypatch.setenv("CELERY_BROKER_URL", dead_redis_url)  # Celery prefers it to its config
+    other = make_app(CLICK_CAPTURE_MODE="task", CELERY_BROKER_URL=dead_redis_url)
+    client = other.test_client()
+    started = time.monotonic()
+    responses = [follow(client, Referer="https://news.example/") for _ in range(3)]
+    assert [response.status_code for response in responses] == [302] * 3
+    assert time.monotonic() - started < 3
+    clicks = shipped_clicks(other, redis_client)
+    assert [(click["link_id"], click["referrer"]) for click in clicks] == [
+        (str(link.id), "https://news.example/")
+    ] * 3
+    assert queued_tasks(redis_client) == []
 
 
 def test_task_mode_queues_nothing_for_an_unknown_slug(make_app, redis_client, link):

@@ -1,12 +1,18 @@
-"""record_clicks against the real test database (webapp/clicks/store.py)."""
+"""record_clicks against the real test database (webapp/clicks/store.py), and the
+click drain that feeds it from the stream (webapp/clicks/drain.py), in-process."""
 
 import itertools
+import time
 from datetime import datetime
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from webapp.clicks import buffer
+from webapp.clicks.buffer import CLICK_BUFFER
+from webapp.clicks.drain import CLICK_DRAIN
+from webapp.clicks.events import click_row, encode_click
 from webapp.clicks.store import record_clicks
 from webapp.extensions import db
 from webapp.links import service
@@ -81,6 +87,47 @@ def test_row_keeps_the_click_fields(link):
         TEN_PAST_NINE,
         "https://news.example/",
         True,
+    )
+
+
+def test_row_keeps_every_column_exactly(link):
+    # The insert is a hand-written executemany: each column must land in its own place.
+    row = {
+        "event_id": "0123456789abcdef0123456789abcdef",
+        "link_id": link.id,
+        "created_at": datetime(2026, 3, 1, 9, 59, 59, 999999),
+        "referrer": "https://news.example/item?id=1",
+        "user_agent": "Mozilla/5.0 (X11; Linux x86_64)",
+        "ip_anonymised": "2001:db8:abcd::",
+        "is_bot": False,
+    }
+    record([row])
+    stored = db.session.scalars(select(Click)).one()
+    assert {column: getattr(stored, column) for column in row} == row
+
+
+def test_empty_optional_columns_are_stored_as_null(link):
+    row = {**click(link), "referrer": None, "user_agent": None, "ip_anonymised": None}
+    record([row])
+    stored = db.session.scalars(select(Click)).one()
+    assert (stored.referrer, stored.user_agent, stored.ip_anonymised, stored.is_bot) == (
+        None,
+        None,
+        None,
+        False,
+    )
+
+
+def test_rows_made_from_click_lines_are_recorded(link):
+    at = datetime(2026, 3, 1, 9, 10, 11, 123000)
+    seconds = (at - datetime(1970, 1, 1)).total_seconds()
+    line = encode_click(link.id, "GET", "https://news.example/", "Mozilla/5.0", "203.0.113.77", at=seconds)
+    assert record([click_row(line)]) == 1
+    stored = db.session.scalars(select(Click)).one()
+    assert (stored.event_id, stored.created_at, stored.ip_anonymised) == (
+        line.split("\t")[0],
+        at,
+        "203.0.113.0",
     )
 
 
@@ -177,3 +224,102 @@ def test_empty_batch_records_nothing(link):
     assert record([]) == 0
     assert record([], check_duplicates=True) == 0
     assert click_count() == 0
+
+
+# --- the drain, in-process ----------------------------------------------------
+
+
+def lines_for(link, count, method="GET"):
+    return [encode_click(link.id, method, None, "Mozilla/5.0", "203.0.113.9") for _ in range(count)]
+
+
+def drain(redis_client, batch_size=100, max_batches=10, reclaim_idle_seconds=60):
+    return CLICK_DRAIN.drain(redis_client, db.engine, "tests", batch_size, max_batches, reclaim_idle_seconds)
+
+
+def test_drain_records_each_buffered_line(link, redis_client):
+    CLICK_BUFFER.append(redis_client, lines_for(link, 3) + lines_for(link, 2, method="HEAD"))
+    assert drain(redis_client) == 5
+    assert counter(link)[:2] == (3, 2)
+
+
+def test_drain_empties_the_buffer_and_counts_what_it_drained(link, redis_client):
+    CLICK_BUFFER.append(redis_client, lines_for(link, 4))
+    drain(redis_client)
+    assert redis_client.xlen(CLICK_BUFFER.stream) == 0
+    assert redis_client.xpending(CLICK_BUFFER.stream, CLICK_BUFFER.group)["pending"] == 0
+    assert buffer.counters(redis_client) == {
+        "clicks_buffered": 4,
+        "clicks_drained": 4,
+        "clicks_dropped": 0,
+        "clicks_shipped_late": 0,
+    }
+
+
+def test_drain_reads_batch_after_batch_up_to_its_limit(link, redis_client):
+    CLICK_BUFFER.append(redis_client, lines_for(link, 25))
+    assert drain(redis_client, batch_size=10, max_batches=2) == 20
+    assert drain(redis_client, batch_size=10, max_batches=2) == 5
+
+
+def test_drain_counts_a_line_shipped_twice_once(link, redis_client):
+    # A click log shipped twice (its shipper killed between XADD and unlink).
+    lines = lines_for(link, 3)
+    CLICK_BUFFER.append(redis_client, lines)
+    CLICK_BUFFER.append(redis_client, lines[:2])
+    assert drain(redis_client) == 3
+    assert (click_count(), counter(link)[0]) == (3, 3)
+    assert buffer.counters(redis_client)["clicks_dropped"] == 2
+
+
+def test_drain_counts_a_line_already_recorded_in_an_earlier_run_once(link, redis_client):
+    lines = lines_for(link, 2)
+    CLICK_BUFFER.append(redis_client, lines)
+    drain(redis_client)
+    CLICK_BUFFER.append(redis_client, lines[:1] + lines_for(link, 1))
+    assert drain(redis_client) == 1
+    assert counter(link)[0] == 3
+
+
+def test_drain_drops_malformed_lines_and_keeps_the_rest(link, redis_client):
+    CLICK_BUFFER.append(redis_client, ["not a click", *lines_for(link, 2), "x\tseven\t0\t\t\t\t"])
+    assert drain(redis_client) == 2
+    assert redis_client.xlen(CLICK_BUFFER.stream) == 0
+    assert buffer.counters(redis_client)["clicks_dropped"] == 2
+
+
+def test_drain_drops_clicks_of_a_deleted_link(link, other_link, redis_client):
+    CLICK_BUFFER.append(redis_client, lines_for(link, 1) + lines_for(other_link, 2))
+    service.delete_link(other_link)
+    assert drain(redis_client) == 1
+
+
+def test_drain_takes_over_messages_a_dead_drain_left_pending(link, redis_client):
+    CLICK_BUFFER.append(redis_client, lines_for(link, 3))
+    CLICK_BUFFER.ensure_group(redis_client)
+    CLICK_BUFFER.read_new(redis_client, "dead-drain", 10)  # delivered, never acknowledged
+    assert drain(redis_client, reclaim_idle_seconds=0) == 3
+    assert redis_client.xpending(CLICK_BUFFER.stream, CLICK_BUFFER.group)["pending"] == 0
+
+
+def test_drain_leaves_a_slow_drain_messages_until_they_are_idle_long_enough(link, redis_client):
+    CLICK_BUFFER.append(redis_client, lines_for(link, 3))
+    CLICK_BUFFER.ensure_group(redis_client)
+    CLICK_BUFFER.read_new(redis_client, "slow-drain", 10)
+    assert drain(redis_client, reclaim_idle_seconds=60) == 0
+    assert redis_client.xpending(CLICK_BUFFER.stream, CLICK_BUFFER.group)["pending"] == 3
+
+
+def test_drain_of_messages_committed_before_a_crash_counts_them_once(link, redis_client):
+    # A drain that committed and died before its XACK: the reclaim finds them stored.
+    CLICK_BUFFER.append(redis_client, lines_for(link, 3))
+    CLICK_BUFFER.ensure_group(redis_client)
+    messages = CLICK_BUFFER.read_new(redis_client, "dead-drain", 10)
+    CLICK_DRAIN.commit_rows(db.engine, [click_row(fields["c"]) for _, fields in messages], False)
+    assert drain(redis_client, reclaim_idle_seconds=0) == 0
+    assert (click_count(), counter(link)[0]) == (3, 3)
+
+
+def test_every_drain_run_records_when_it_ran(link, redis_client):
+    drain(redis_client)  # even with nothing to drain
+    assert float(redis_client.get(CLICK_BUFFER.last_drain_key)) == pytest.approx(time.time(), abs=5)

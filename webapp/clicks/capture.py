@@ -35,11 +35,14 @@ def resolve(slug):
     if hit:
         return entry
     try:
-        entry = resolve_through_redis(slug)
-    except RedisError as exc:
-        log.warning("redis unavailable on redirect, reading the database: %s", exc)
-        request_redis().mark_down()
-        entry = resolve_from_database(slug)
+        # Nested: the database read in the RedisError handler must reach the
+        # SQLAlchemyError handler too (Redis and the database down together).
+        try:
+            entry = resolve_through_redis(slug)
+        except RedisError as exc:
+            log.warning("redis unavailable on redirect, reading the database: %s", exc)
+            request_redis().mark_down()
+            entry = resolve_from_database(slug)
     except SQLAlchemyError as exc:
         log.error("database unavailable on redirect, using the last known link: %s", exc)
         return local.entries.get(slug, (None,))[0]

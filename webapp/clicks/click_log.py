@@ -7,10 +7,10 @@ batches every ``CLICK_SHIP_INTERVAL`` seconds. When Redis is down the lines
 simply wait in the file, so an outage needs no special path: the log is the
 spool, and shipping resumes when Redis answers.
 
-Files, in ``CLICK_SPOOL_DIR``:
+Files, in ``CLICK_LOG_DIR``:
 
     clicks-<host>-<pid>.log     the file a live process appends to
-    shipping-<uuid>.log         a file moved aside to be shipped
+    shipping-<pid>-<uuid>.log   a file moved aside to be shipped
 
 To ship, the owner renames its file aside and opens a fresh one, under a
 thread lock so no append falls between. A process holds a shared ``flock``
@@ -116,9 +116,23 @@ class ClickLog:
 
 
 def open_appending(path):
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_SH)  # "alive": ship_orphans leaves this file alone
-    return fd
+    while True:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # "alive": ship_orphans leaves this file alone
+        if same_file(fd, path):
+            return fd
+        # Between open and flock, ship_orphans took the new file for a dead
+        # one and deleted it: lines written to it now would be lost.
+        os.close(fd)
+
+
+def same_file(fd, path):
+    """Whether ``path`` still names the file open as ``fd``."""
+    try:
+        opened, named = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)
 
 
 def ship_file(path, client):
@@ -132,8 +146,10 @@ def ship_file(path, client):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return 0  # its owner is alive, or another shipper has it
-        if not os.path.exists(path):
-            return 0  # shipped and deleted while we waited
+        if not same_file(fd, path):
+            # Shipped and deleted meanwhile, or renamed aside by its owner and
+            # replaced by its new live file, which unlink(path) would delete.
+            return 0
         with os.fdopen(os.dup(fd), "rb") as file:
             lines = [line.decode(errors="replace").rstrip("\n") for line in file if line.strip()]
         for start in range(0, len(lines), SHIP_CHUNK):
@@ -147,7 +163,11 @@ def ship_file(path, client):
 def ship_orphans(directory, client):
     """Ship the files of processes that died; return the number of clicks shipped."""
     shipped = 0
-    for name in sorted(os.listdir(directory)):
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return 0  # no process on this host has logged a click yet
+    for name in names:
         if name.endswith(".log") and name.startswith(("clicks-", "shipping-")):
             shipped += ship_file(os.path.join(directory, name), client)
     if shipped:
