@@ -21,10 +21,12 @@ import pytest
 from flask_migrate import upgrade
 from sqlalchemy import create_engine, text
 
+from tests.broker import purge_queues
 from tests.processes import RedisServer, WebServer, celery_beat, celery_worker, free_port
 from webapp import create_app
 from webapp.auth.tokens import issue_token
 from webapp.auth.users import create_user
+from webapp.config import TASK_QUEUES
 from webapp.extensions import db
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
@@ -98,7 +100,7 @@ def app_env(database_url, redis_client, redis_server, tmp_path):
     return {
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_server.url,
-        "CELERY_BROKER_URL": redis_server.url,
+        "CELERY_BROKER_URL": TEST_BROKER_URL or redis_server.url,
         "CLICKBOARD_INSTANCE_PATH": str(instance),
         "SECRET_KEY": "test-secret-key",
         "CLICK_DRAIN_INTERVAL": "0.5",
@@ -111,6 +113,9 @@ def app_env(database_url, redis_client, redis_server, tmp_path):
 def app(app_env, monkeypatch):
     for name, value in app_env.items():
         monkeypatch.setenv(name, value)
+    if TEST_BROKER_URL:
+        # RabbitMQ keeps its queues between tests (Redis, the default broker, is flushed).
+        purge_queues(create_app({"TESTING": True}).extensions["celery"], [*TASK_QUEUES, "host.a", "host.b"])
     app = create_app(IN_PROCESS_CONFIG)
     with app.app_context():
         yield app
@@ -122,6 +127,7 @@ def app(app_env, monkeypatch):
 def stop_click_logs(apps):
     for stopped in apps:
         stop_click_log(stopped.extensions["clickboard.click_log"])
+        stopped.extensions["clickboard.link_cache"].stop()
 
 
 def stop_click_log(click_log):

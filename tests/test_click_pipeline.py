@@ -8,8 +8,6 @@ twice late would still show.
 The helpers here are shared with ``test_outages.py``.
 """
 
-import base64
-import json
 import os
 import re
 import signal
@@ -22,6 +20,7 @@ import requests
 from sqlalchemy import func, select
 
 from tasks.clicks import record_link_click, ship_orphaned_clicks
+from tests.broker import queue_depth, queued_tasks
 from tests.processes import wait_for
 from webapp.clicks import buffer
 from webapp.clicks.buffer import CLICK_BUFFER
@@ -242,18 +241,15 @@ def test_redirect_in_task_mode_queues_one_record_link_click_task_for_the_worker(
     response = requests.get(f"{web.url}/r/queued", allow_redirects=False, timeout=5)
 
     assert response.status_code == 302
-    queued = redis_client.lrange("clicks", 0, -1)
-    assert len(queued) == 1
-    message = json.loads(queued[0])
-    assert message["headers"]["task"] == "tasks.clicks.record_link_click"
-    args, _, _ = json.loads(base64.b64decode(message["body"]))
-    assert args[0].split("\t")[1] == str(link.id)
+    queued = queued_tasks("clicks")
+    assert [task.task for task in queued] == ["tasks.clicks.record_link_click"]
+    assert queued[0].args[0].split("\t")[1] == str(link.id)
     assert counter_of(link.id) == 0  # nothing records it without a worker
 
     processes.worker(queues="clicks")
 
     assert_counted_exactly(app, redis_server, link.id, 1)
-    assert redis_client.llen("clicks") == 0
+    assert queue_depth("clicks") == 0
 
 
 def test_no_click_is_lost_or_counted_twice_when_a_draining_worker_is_killed(

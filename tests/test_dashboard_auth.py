@@ -13,6 +13,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 from sqlalchemy import func, select
 
+from tests.broker import queue_depth
 from tests.dashboard_helpers import (
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
@@ -164,7 +165,7 @@ def test_anonymous_posts_change_nothing(anonymous, link, token, redis_client):
     assert fresh(ApiToken, token[0].id).revoked_at is None
     assert db.session.scalar(select(func.count()).select_from(ApiToken)) == 1
     assert db.session.scalar(select(func.count()).select_from(ReportRun)) == 0
-    assert redis_client.llen("default") == 0  # no target check sent
+    assert queue_depth("default") == 0  # no target check sent
 
 
 def test_login_page_is_public(app):
@@ -207,7 +208,7 @@ def deleted(client, fx):
 
 
 def check_sent(client, fx):
-    return fx["redis"].llen("default") == 1  # the check task, on its queue
+    return queue_depth("default") == 1  # the check task, on its queue
 
 
 def created_token(client, fx):

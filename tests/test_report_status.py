@@ -14,6 +14,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
+from tests.broker import queue_depth, queued_tasks
 from webapp.extensions import db
 from webapp.models import ReportRun, utcnow
 from webapp.pageviews import seed
@@ -58,8 +59,8 @@ def is_polling(html):
     return "hx-trigger=" in html or 'data-polling="true"' in html
 
 
-def queued_tasks(redis_client):
-    return redis_client.llen("reports")
+def queued_reports(redis_client):
+    return queue_depth("reports")
 
 
 def run_count(status=None):
@@ -129,7 +130,7 @@ def test_anonymous_request_redirects_to_login(app, client, method, url):
 
 def test_anonymous_request_enqueues_nothing(app, client, redis_client):
     client.get(STATUS_URL)
-    assert queued_tasks(redis_client) == 0
+    assert queued_reports(redis_client) == 0
 
 
 # --- cold cache -------------------------------------------------------------------
@@ -145,13 +146,12 @@ def test_cold_status_returns_polling_card(logged_in):
 
 def test_cold_status_enqueues_exactly_one_task(logged_in, redis_client):
     logged_in.get(STATUS_URL)
-    assert queued_tasks(redis_client) == 1
+    assert queued_reports(redis_client) == 1
 
 
 def test_enqueued_message_is_the_report_task(logged_in, redis_client):
     logged_in.get(STATUS_URL)
-    message = json.loads(redis_client.lindex("reports", 0))
-    assert message["headers"]["task"] == "tasks.reports.compute_slow_pageviews"
+    assert [task.task for task in queued_tasks("reports")] == ["tasks.reports.compute_slow_pageviews"]
 
 
 def test_cold_status_records_one_queued_run(logged_in):
@@ -165,7 +165,7 @@ def test_burst_of_requests_on_cold_cache_enqueues_nothing_more(logged_in, redis_
     logged_in.get(STATUS_URL)
     responses = [logged_in.get(STATUS_URL) for _ in range(50)]
     assert all(is_polling(response.text) for response in responses)
-    assert queued_tasks(redis_client) == 1
+    assert queued_reports(redis_client) == 1
     assert run_count() == 1
 
 
@@ -179,7 +179,7 @@ def test_cold_page_includes_polling_card(logged_in):
 def test_different_params_get_their_own_task(logged_in, redis_client):
     logged_in.get(STATUS_URL)
     logged_in.get(STATUS_URL, query_string={"days": 7})
-    assert queued_tasks(redis_client) == 2
+    assert queued_reports(redis_client) == 2
 
 
 def test_card_shows_progress_while_computing(logged_in, redis_client):
@@ -190,7 +190,7 @@ def test_card_shows_progress_while_computing(logged_in, redis_client):
     assert "Computing… 40%" in response.text
     assert '<progress max="5" value="2">' in response.text
     assert is_polling(response.text)
-    assert queued_tasks(redis_client) == 0
+    assert queued_reports(redis_client) == 0
 
 
 # --- with a result ----------------------------------------------------------------
@@ -222,7 +222,7 @@ def test_card_lists_slowest_urls(logged_in, report):
 def test_fresh_result_enqueues_nothing(logged_in, report, redis_client):
     for _ in range(20):
         logged_in.get(STATUS_URL)
-    assert queued_tasks(redis_client) == 0
+    assert queued_reports(redis_client) == 0
     assert run_count() == 0
 
 
@@ -231,7 +231,7 @@ def test_post_forces_a_refresh_of_a_fresh_result(logged_in, report, redis_client
     assert response.status_code == 200
     assert is_polling(response.text)
     assert figures(response.text)["Slow views"] == f"{report['slow_views']:,}"
-    assert queued_tasks(redis_client) == 1
+    assert queued_reports(redis_client) == 1
 
 
 def test_stale_result_is_shown_marked_stale(logged_in, report, redis_client):
@@ -246,7 +246,7 @@ def test_stale_result_enqueues_exactly_one_refresh_while_numbers_show(logged_in,
     responses = [logged_in.get(STATUS_URL) for _ in range(50)]
     assert all(figures(r.text)["Slow views"] == f"{report['slow_views']:,}" for r in responses)
     assert all(is_polling(r.text) for r in responses)
-    assert queued_tasks(redis_client) == 1
+    assert queued_reports(redis_client) == 1
     assert run_count() == 1
 
 
@@ -268,7 +268,7 @@ def test_card_after_failure_does_not_enqueue_again(logged_in, redis_client):
     fail_as_worker()
     for _ in range(5):
         logged_in.get(STATUS_URL)
-    assert queued_tasks(redis_client) == 1
+    assert queued_reports(redis_client) == 1
     assert run_count() == 1
 
 
@@ -277,7 +277,7 @@ def test_retry_after_failure_enqueues_one_run(logged_in, redis_client):
     fail_as_worker()
     response = logged_in.post(STATUS_URL)
     assert is_polling(response.text)
-    assert queued_tasks(redis_client) == 2
+    assert queued_reports(redis_client) == 2
     assert run_count() == 2
 
 
@@ -309,7 +309,7 @@ def csrf_client(app, client, user):
 def test_post_without_csrf_token_is_rejected(csrf_client, redis_client):
     response = csrf_client.post(STATUS_URL)
     assert response.status_code == 400
-    assert queued_tasks(redis_client) == 0
+    assert queued_reports(redis_client) == 0
 
 
 def test_post_with_csrf_token_from_page_headers_is_accepted(csrf_client, redis_client):
@@ -317,13 +317,13 @@ def test_post_with_csrf_token_from_page_headers_is_accepted(csrf_client, redis_c
     response = csrf_client.post(STATUS_URL, headers={"X-CSRFToken": token, "HX-Request": "true"})
     assert response.status_code == 200
     assert 'id="report-card"' in response.text
-    assert queued_tasks(redis_client) == 1
+    assert queued_reports(redis_client) == 1
 
 
 def test_post_with_wrong_csrf_token_is_rejected(csrf_client, redis_client):
     response = csrf_client.post(STATUS_URL, headers={"X-CSRFToken": "not-the-token"})
     assert response.status_code == 400
-    assert queued_tasks(redis_client) == 0
+    assert queued_reports(redis_client) == 0
 
 
 # --- parameters -------------------------------------------------------------------
@@ -346,7 +346,7 @@ def test_invalid_params_give_400_fragment_with_message(logged_in, redis_client, 
     assert message in response.text
     assert 'role="alert"' in response.text
     assert "<html" not in response.text  # a fragment for htmx to swap in, not a page
-    assert queued_tasks(redis_client) == 0
+    assert queued_reports(redis_client) == 0
 
 
 def test_invalid_params_on_page_give_400_with_message(logged_in):
@@ -553,4 +553,4 @@ def test_cli_retries_after_a_failure_instead_of_repeating_it(app, runner, redis_
     assert result.exit_code != 0
     assert "old failure" not in result.output
     assert "no worker answered in time" in result.output
-    assert queued_tasks(redis_client) == 1
+    assert queued_reports(redis_client) == 1

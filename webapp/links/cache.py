@@ -74,6 +74,7 @@ class LocalLinkCache:
         self.client = client
         self.entries = {}
         self.follower_pid = None
+        self.stopped = threading.Event()
 
     def get(self, slug):
         """(True, entry) on a live hit, (False, None) on a miss."""
@@ -96,10 +97,13 @@ class LocalLinkCache:
         self.entries.clear()  # copies inherited over a fork were never followed here
         threading.Thread(target=self.follow_changes, name="link-changes", daemon=True).start()
 
+    def stop(self):
+        """End the follower thread (tests, shutdown); entries are no longer kept fresh."""
+        self.stopped.set()
+
     def follow_changes(self):
         last_id, in_contact = None, False
-        while True:
-            time.sleep(FOLLOW_INTERVAL)
+        while not self.stopped.wait(FOLLOW_INTERVAL):
             try:
                 if not in_contact:
                     last_id = latest_change_id(self.client)

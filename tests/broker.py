@@ -1,0 +1,47 @@
+"""Look at the broker's queues the same way with Redis and RabbitMQ.
+
+Messages are read with kombu and put back (requeued), so a test can see what
+was enqueued without consuming it; the worker started afterwards still gets it.
+"""
+
+import contextlib
+from dataclasses import dataclass
+
+from amqp.exceptions import ChannelError
+from flask import current_app
+from kombu import Queue
+
+from webapp.ops import queue_depths
+
+
+@dataclass
+class QueuedTask:
+    task: str
+    args: list
+    kwargs: dict
+
+
+def queue_depth(queue, celery_app=None):
+    return queue_depths(celery_app or current_app.extensions["celery"])[queue]
+
+
+def queued_tasks(queue, celery_app=None):
+    """The tasks waiting in ``queue`` (of the current app's broker by default), left there."""
+    messages = []
+    with (celery_app or current_app.extensions["celery"]).connection_for_read() as conn:
+        bound = Queue(queue, channel=conn.channel())
+        while (message := bound.get(no_ack=False)) is not None:
+            messages.append(message)
+        tasks = [QueuedTask(m.headers["task"], *m.decode()[:2]) for m in messages]
+        for message in messages:
+            message.requeue()
+    return tasks
+
+
+def purge_queues(celery_app, names):
+    """Empty the named queues (RabbitMQ keeps them between tests; Redis is flushed anyway)."""
+    with celery_app.connection_for_write() as conn:
+        for name in names:
+            # A queue nobody declared yet is empty; RabbitMQ answers 404 for it.
+            with conn.channel() as channel, contextlib.suppress(ChannelError):
+                channel.queue_purge(name)
