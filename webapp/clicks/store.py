@@ -11,8 +11,10 @@ import functools
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 
+import psycopg
 from sqlalchemy import case, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from webapp.clicks.agents import agent_family, referrer_host
 from webapp.dedup import chunks, rows_not_yet_recorded
@@ -60,10 +62,16 @@ def insert_click_rows(conn, rows):
 
 
 def copy_click_rows(conn, rows):
+    statement = f"COPY click ({', '.join(CLICK_COLUMNS)}) FROM STDIN"
     cursor = conn.connection.driver_connection.cursor()
-    with cursor.copy(f"COPY click ({', '.join(CLICK_COLUMNS)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(tuple(row[column] for column in CLICK_COLUMNS))
+    try:
+        with cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(tuple(row[column] for column in CLICK_COLUMNS))
+    except psycopg.IntegrityError as exc:
+        # COPY runs on the driver, outside SQLAlchemy's error translation; the
+        # drain's duplicate handling waits for SQLAlchemy's IntegrityError.
+        raise IntegrityError(statement, None, exc) from exc
 
 
 @functools.lru_cache(maxsize=4096)
