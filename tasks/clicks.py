@@ -5,8 +5,6 @@ Celery, the app's database and its Redis client.
 """
 
 import logging
-import os
-import socket
 
 from celery import shared_task
 from flask import current_app
@@ -23,22 +21,9 @@ from webapp.redis_client import worker_redis
 log = logging.getLogger(__name__)
 
 
-def consumer_name():
-    """Unique per worker process, so a dead process's messages can be told apart."""
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
 @shared_task(name="tasks.clicks.drain_click_buffer", acks_late=True)
 def drain_click_buffer():
-    cfg = current_app.config
-    return CLICK_DRAIN.drain(
-        worker_redis(),
-        db.engine,
-        consumer_name(),
-        batch_size=cfg["CLICK_DRAIN_BATCH_SIZE"],
-        max_batches=cfg["CLICK_DRAIN_MAX_BATCHES"],
-        reclaim_idle_seconds=cfg["CLICK_RECLAIM_IDLE_SECONDS"],
-    )
+    return CLICK_DRAIN.run(worker_redis(), db.engine, current_app.config)
 
 
 # max_retries comes from CLICK_TASK_MAX_RETRIES through task_annotations.

@@ -3,7 +3,6 @@
 from celery import shared_task
 from flask import current_app
 
-from tasks.clicks import consumer_name
 from webapp.extensions import db
 from webapp.pageviews.ingest import PAGEVIEW_DRAIN
 from webapp.redis_client import worker_redis
@@ -11,12 +10,4 @@ from webapp.redis_client import worker_redis
 
 @shared_task(name="tasks.pageviews.drain_pageview_buffer", acks_late=True)
 def drain_pageview_buffer():
-    cfg = current_app.config
-    return PAGEVIEW_DRAIN.drain(
-        worker_redis(),
-        db.engine,
-        consumer_name(),
-        batch_size=cfg["CLICK_DRAIN_BATCH_SIZE"],
-        max_batches=cfg["CLICK_DRAIN_MAX_BATCHES"],
-        reclaim_idle_seconds=cfg["CLICK_RECLAIM_IDLE_SECONDS"],
-    )
+    return PAGEVIEW_DRAIN.run(worker_redis(), db.engine, current_app.config)

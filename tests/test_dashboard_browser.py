@@ -15,31 +15,19 @@ import time
 import pytest
 import requests
 
+from tests import browser as chromium
+from tests.browser import launch as launch_browser
 from tests.dashboard_helpers import CHROME, FIREFOX, GOOGLEBOT, OWNER_EMAIL, OWNER_PASSWORD, record
 from tests.processes import wait_for
-from webapp import PROJECT_ROOT
 from webapp.links import service
 
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:
-    pytest.skip("playwright is not importable; pip install -r requirements-dev.txt", allow_module_level=True)
+if chromium.missing_reason():
+    pytest.skip(chromium.missing_reason(), allow_module_level=True)
 
-CHROMIUM = "/usr/bin/chromium"
-if not os.path.exists(CHROMIUM):
-    pytest.skip("Chromium not found at /usr/bin/chromium; apt-get install chromium", allow_module_level=True)
+from playwright.sync_api import sync_playwright  # noqa: E402  (after the skip: may be missing)
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = os.path.join(PROJECT_ROOT, "test-artifacts")
 MARKER = "same document"
 
 HIDE_TAB = """() => {
@@ -57,7 +45,7 @@ SHOW_TAB = """() => {
 @pytest.fixture(scope="module")
 def browser():
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_browser(playwright)
         yield browser
         browser.close()
 
@@ -78,8 +66,8 @@ def page(context):
 
 @pytest.fixture
 def artifacts():
-    os.makedirs(ARTIFACTS, exist_ok=True)
-    return lambda name: os.path.join(ARTIFACTS, name)
+    os.makedirs(chromium.ARTIFACTS, exist_ok=True)
+    return lambda name: os.path.join(chromium.ARTIFACTS, name)
 
 
 @pytest.fixture

@@ -11,31 +11,19 @@ import re
 
 import pytest
 
+from tests import browser as chromium
+from tests.browser import launch as launch_browser
 from tests.test_report_workers import EMAIL, PASSWORD, REPORT_QUEUES, seed_views
-from webapp import PROJECT_ROOT
 from webapp.reports import runner
 from webapp.reports.params import SlowReportParams
 
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:
-    pytest.skip("playwright is not importable; pip install -r requirements-dev.txt", allow_module_level=True)
+if chromium.missing_reason():
+    pytest.skip(chromium.missing_reason(), allow_module_level=True)
 
-CHROMIUM = "/usr/bin/chromium"
-if not os.path.exists(CHROMIUM):
-    pytest.skip("Chromium not found at /usr/bin/chromium; apt-get install chromium", allow_module_level=True)
+from playwright.sync_api import sync_playwright  # noqa: E402  (after the skip: may be missing)
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = os.path.join(PROJECT_ROOT, "test-artifacts")
 PAGE_PATH = "/reports/slow-pageviews"
 DONE_CARD = "#report-card:not([data-polling]) dd.slow-count"
 
@@ -64,7 +52,7 @@ document.addEventListener("DOMContentLoaded", () => {
 @pytest.fixture(scope="module")
 def browser():
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_browser(playwright)
         yield browser
         browser.close()
 
@@ -80,8 +68,8 @@ def page(browser):
 
 @pytest.fixture
 def artifacts():
-    os.makedirs(ARTIFACTS, exist_ok=True)
-    return lambda name: os.path.join(ARTIFACTS, name)
+    os.makedirs(chromium.ARTIFACTS, exist_ok=True)
+    return lambda name: os.path.join(chromium.ARTIFACTS, name)
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ drops them when they come round again. Every message counts exactly once.
 """
 
 import logging
+import os
+import socket
 import time
 
 import redis
@@ -112,6 +114,11 @@ class StreamBuffer:
         return length, max(0.0, time.time() - oldest_ms / 1000)
 
 
+def consumer_name():
+    """Unique per worker process, so a dead process's messages can be told apart."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
 class StreamDrain:
     """Moves a buffer's messages into the database.
 
@@ -122,6 +129,17 @@ class StreamDrain:
 
     def __init__(self, buffer, to_row, record):
         self.buffer, self.to_row, self.record = buffer, to_row, record
+
+    def run(self, client, engine, config):
+        """One periodic drain with the deployment's settings, as this process's consumer."""
+        return self.drain(
+            client,
+            engine,
+            consumer_name(),
+            batch_size=config["CLICK_DRAIN_BATCH_SIZE"],
+            max_batches=config["CLICK_DRAIN_MAX_BATCHES"],
+            reclaim_idle_seconds=config["CLICK_RECLAIM_IDLE_SECONDS"],
+        )
 
     def drain(self, client, engine, consumer, batch_size, max_batches, reclaim_idle_seconds):
         """Drain up to ``max_batches`` batches; return the number of rows recorded."""
