@@ -34,7 +34,9 @@ def unauthorized():
         response = make_response("", 401)
         response.headers["HX-Redirect"] = url_for("auth.login")
         return response
-    return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
+    return redirect(
+        url_for("auth.login", next=request.full_path.rstrip("?") if request.method == "GET" else None)
+    )
 
 
 def safe_next(target):
