@@ -1,4 +1,4 @@
-"""``python -m bench [--only redirect|drain] [--duration S] [--quick]``: run, print, save.
+"""``python -m bench [--only redirect|drain|seed|report|fragments] [--duration S] [--quick]``: run, print, save.
 
 Exits 0 whatever the figures (a MISS is a report, not a failure); non-zero
 only when something crashed or the run was interrupted. With
@@ -9,6 +9,7 @@ PostgreSQL, in a scratch database ``clickboard_bench`` it creates and drops.
 import argparse
 import os
 import platform
+import resource
 import signal
 import subprocess
 import sys
@@ -16,6 +17,8 @@ import time
 from datetime import UTC, datetime
 
 from bench import report
+
+BENCHMARKS = ("redirect", "drain", "seed", "report", "fragments")
 
 
 def parse_args(argv):
@@ -25,7 +28,7 @@ def parse_args(argv):
         epilog="BENCH_DATABASE_URL=postgresql://user@host:5432/postgres adds the drain on PostgreSQL"
         " (scratch database clickboard_bench, created and dropped by the bench).",
     )
-    parser.add_argument("--only", choices=("redirect", "drain"), help="run one benchmark only")
+    parser.add_argument("--only", choices=BENCHMARKS, help="run one benchmark only")
     parser.add_argument("--duration", type=int, help="seconds per measured wrk run (default 10; quick 2)")
     parser.add_argument("--warmup", type=int, help="wrk warm-up seconds before each run (default 2; quick 1)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per config (default 3)")
@@ -34,6 +37,14 @@ def parse_args(argv):
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
     parser.add_argument("--clicks", type=int, help="clicks for the batch drain (default 200000; quick 20000)")
     parser.add_argument("--tasks", type=int, help="tasks for the task-mode drain (default 5000; quick 1000)")
+    parser.add_argument("--seed-count", type=int, help="page views for seed (default 1000000; quick 100000)")
+    parser.add_argument(
+        "--report-sizes",
+        help="page views for report, comma-separated (default 1000000,10000000; quick 100000,1000000)",
+    )
+    parser.add_argument(
+        "--pollers", type=int, default=100, help="wrk connections for fragments (default 100)"
+    )
     parser.add_argument("--quick", action="store_true", help="short runs: a smoke test, not a measurement")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (databases, process logs)")
     parser.add_argument("--output", help="JSON results path (default bench/results/latest.json)")
@@ -43,6 +54,11 @@ def parse_args(argv):
     args.warmup = args.warmup if args.warmup is not None else (1 if quick else 2)
     args.clicks = args.clicks or (20_000 if quick else 200_000)
     args.tasks = args.tasks or (1_000 if quick else 5_000)
+    args.seed_count = args.seed_count or (100_000 if quick else 1_000_000)
+    sizes = args.report_sizes or ("100000,1000000" if quick else "1000000,10000000")
+    args.report_sizes = [int(size.replace("_", "")) for size in sizes.split(",") if size.strip()]
+    args.fragment_pageviews = 20_000 if quick else 200_000
+    args.fragment_clicks = 10_000 if quick else 100_000
     return args
 
 
@@ -77,7 +93,7 @@ def main(argv=None):
     # Ctrl-C must unwind even when started with SIGINT ignored (e.g. as a background job).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     # Imported late: importing the app is slow and --help should not wait for it.
-    from bench import drain, redirect
+    from bench import drain, fragments, redirect, seed, slowreport
     from bench.stack import Stack
 
     results = {"meta": meta(args)}
@@ -98,16 +114,32 @@ def main(argv=None):
                 results["drain"] = drain.run(
                     stack, args.clicks, args.tasks, log=lambda line: print(line, flush=True)
                 )
+            if args.only in (None, "seed"):
+                results["seed"] = seed.run(stack, args.seed_count, log=lambda line: print(line, flush=True))
+            if args.only in (None, "report"):
+                results["report"] = slowreport.run(
+                    stack, args.report_sizes, args.rounds, log=lambda line: print(line, flush=True)
+                )
+            if args.only in (None, "fragments"):
+                results["fragments"] = fragments.run(
+                    stack, args.duration, args.warmup, args.rounds, args.workers, args.pollers,
+                    args.fragment_pageviews, args.fragment_clicks, log=lambda line: print(line, flush=True),
+                )  # fmt: skip
     except KeyboardInterrupt:
         print("\ninterrupted: every process stopped, temp dir removed", file=sys.stderr)
         return 130
     results["meta"]["load_average_after"] = os.getloadavg()
     results["meta"]["total_s"] = round(time.monotonic() - started, 1)
+    # This process's own peak (the seeds and report computations run in subprocesses of their own).
+    results["meta"]["bench_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     results["targets"] = report.targets(results)
     results["checks"] = report.checks(results)
     report.print_report(results)
     path = report.write_json(results, args.output)
-    print(f"\nraw figures: {os.path.relpath(path)}  (total {results['meta']['total_s']}s)")
+    print(
+        f"\nraw figures: {os.path.relpath(path)}  (total {results['meta']['total_s']}s,"
+        f" bench process peak RSS {results['meta']['bench_peak_rss_mb']} MB)"
+    )
     return 0
 
 

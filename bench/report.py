@@ -3,6 +3,8 @@
 import json
 import os
 
+from bench import tables
+
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 REDIRECT_RPS_TARGET = 0.85
 REDIRECT_P99_TARGET = 1.5
@@ -99,7 +101,7 @@ def targets(results):
             found.append(
                 target(f"batch drain >= 25x task mode ({name})", drain["ratio"], DRAIN_RATIO_TARGET, ">=")
             )
-    return found
+    return found + tables.targets(results)
 
 
 def target(name, value, limit, op, fmt="{:.3f}x"):
@@ -122,7 +124,7 @@ def checks(results):
                 (f"batch drain ({name}): counter sum == click rows == clicks pushed", drain["batch"]["ok"])
             )
             found.append((f"task mode ({name}): counter sum == tasks queued", drain["task"]["ok"]))
-    return found
+    return found + tables.checks(results)
 
 
 def print_report(results, out=print):
@@ -133,9 +135,15 @@ def print_report(results, out=print):
     if "drain" in results:
         out("\n".join(drain_lines(results["drain"])))
         out("")
+    for name, lines in (("seed", tables.seed_lines), ("report", tables.report_lines),
+                        ("fragments", tables.fragments_lines)):  # fmt: skip
+        if name in results:
+            out("\n".join(lines(results[name])))
+            out("")
     out("Targets:")
     for item in results["targets"]:
-        out(f"  {'PASS' if item['passed'] else 'MISS'}  {item['name']}: {item['shown']}")
+        verdict = "INVALID" if item.get("invalid") else "PASS" if item["passed"] else "MISS"
+        out(f"  {verdict:<7} {item['name']}: {item['shown']}")
     out("Checks:")
     for name, ok in results["checks"]:
         out(f"  {'OK  ' if ok else 'FAIL'}  {name}")

@@ -19,7 +19,7 @@ import requests
 from flask_migrate import upgrade
 
 from bench import postgres
-from tests.processes import RedisServer, WebServer, celery_worker, wait_for
+from tests.processes import RedisServer, WebServer, celery_beat, celery_worker, wait_for
 from webapp import create_app
 from webapp.extensions import db
 
@@ -48,6 +48,7 @@ class Stack:
         self.instance = os.path.join(self.root, "instance")
         self.exit = contextlib.ExitStack()
         self.apps = []
+        self.seeded = {}  # page views -> (URL, figures) of a database seeded with that many (bench.seed)
         os.makedirs(self.instance)
         # The in-process apps read the same variables the subprocesses get.
         self.saved_environ = dict(os.environ)
@@ -149,6 +150,12 @@ class Stack:
 
         wait_for(ready, timeout=60, interval=0.1, message=f"celery worker ready (log: {worker.log_path})")
         return worker
+
+    def beat(self, name, database_url, **env):
+        """A started Celery beat (the app's schedule: drains every CLICK_DRAIN_INTERVAL); stopped by ``close()``."""
+        beat = celery_beat(self.env(database_url, **env), self.log_dir(name))
+        self.exit.callback(beat.stop)
+        return beat.start()
 
     def close(self):
         """Stop every process (ignoring further Ctrl-C meanwhile) and remove the temp dir."""

@@ -1,0 +1,135 @@
+"""Dashboards polling at a set pace (an open loop), which wrk cannot do against gunicorn.
+
+wrk's ``delay()`` paces a connection by opening it first and then waiting
+before writing the request. A sync gunicorn worker that has accepted the
+connection blocks reading it for the whole delay (a gthread worker parks a
+thread on it for up to 5 s), so paced wrk measures idle sockets holding
+workers, not the app. A browser polling every few seconds does not do that.
+
+Here each of N pollers (asyncio, one process) sends its next request on its
+own schedule, ``interval`` seconds after the previous one was sent (or at
+once if that one took longer), each on a fresh connection opened when it is
+sent (``Connection: close``, as the sync worker answers anyway). Latency is
+from opening the connection to the last byte of the response. The pollers
+start at random offsets within the first interval, so they do not arrive in
+step. Several groups (dashboards, clicks) run side by side in one loop.
+"""
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+
+TIMEOUT_S = 10.0
+
+
+@dataclass
+class Group:
+    """``pollers`` clients, each sending the next of ``paths`` every ``interval`` seconds."""
+
+    name: str
+    paths: list
+    pollers: int
+    interval: float
+    accept: tuple = (200,)  # the statuses that count as answered
+    headers: dict = field(default_factory=dict)
+
+    @property
+    def offered_per_sec(self):
+        return self.pollers / self.interval
+
+
+async def fetch(host, port, path, headers):
+    """(status, seconds) of one GET on a fresh connection; status 0 for a failure."""
+    started = time.perf_counter()
+    writer = None
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+        lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        await writer.drain()
+        status_line = await reader.readline()
+        await reader.read()  # to the end: the server closes after the response
+        status = int(status_line.split()[1])
+    except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
+        status = 0
+    finally:
+        if writer is not None:
+            writer.close()
+    return status, time.perf_counter() - started
+
+
+async def poller(host, port, group, until, samples, rng):
+    index = rng.randrange(len(group.paths))
+    next_at = time.perf_counter() + rng.random() * group.interval
+    while True:
+        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+        if time.perf_counter() >= until:
+            return
+        next_at += group.interval
+        try:
+            fetched = fetch(host, port, group.paths[index], group.headers)
+            samples.append((group.paths[index], *await asyncio.wait_for(fetched, TIMEOUT_S)))
+        except TimeoutError:
+            samples.append((group.paths[index], 0, TIMEOUT_S))
+        index = (index + 1) % len(group.paths)
+        next_at = max(next_at, time.perf_counter())
+
+
+async def poll_all(host, port, groups, duration):
+    rng = random.Random(7)
+    samples = {group.name: [] for group in groups}
+    until = time.perf_counter() + duration
+    clients = [
+        poller(host, port, group, until, samples[group.name], rng)
+        for group in groups
+        for _ in range(group.pollers)
+    ]
+    await asyncio.gather(*clients)
+    return samples
+
+
+def percentile(sorted_values, p):
+    """Nearest rank."""
+    if not sorted_values:
+        return None
+    rank = max(1, -(-p * len(sorted_values) // 100))
+    return sorted_values[rank - 1]
+
+
+def figures(group, samples, elapsed):
+    """Shaped like ``WrkResult.as_dict()`` where they overlap."""
+    latencies = sorted(seconds * 1000 for _, _, seconds in samples)
+    latency = {f"{p}%": percentile(latencies, p) for p in (50, 75, 90, 95, 99)}
+    by_path = {}
+    for path in group.paths:
+        mine = sorted(seconds * 1000 for sent, _, seconds in samples if sent == path)
+        by_path[path] = {
+            "requests": len(mine),
+            "p50_ms": percentile(mine, 50),
+            "p95_ms": percentile(mine, 95),
+        }
+    return {
+        "requests": len(samples),
+        "seconds": elapsed,
+        "requests_per_sec": len(samples) / elapsed,
+        "offered_per_sec": group.offered_per_sec,
+        "latency_ms": latency,
+        "p95_ms": latency["95%"],
+        "p99_ms": latency["99%"],
+        "max_ms": latencies[-1] if latencies else None,
+        "bad_status": sum(1 for _, status, _ in samples if status not in group.accept),
+        "failed": sum(1 for _, status, _ in samples if status == 0),
+        "socket_errors": {},
+        "by_path": by_path,
+    }
+
+
+def run(base_url, groups, duration):
+    """All groups at once for ``duration`` seconds: their figures by group name."""
+    host, port = base_url.removeprefix("http://").split(":")
+    started = time.perf_counter()
+    samples = asyncio.run(poll_all(host, int(port), groups, duration))
+    elapsed = time.perf_counter() - started
+    return {group.name: figures(group, samples[group.name], elapsed) for group in groups}
