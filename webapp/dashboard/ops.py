@@ -27,6 +27,19 @@ def ops_fragment():
     return render_template("dashboard/_ops.html", **ops_context())
 
 
+QUEUE_DEPTHS_MAX_AGE = 2.0
+
+
+def recent_queue_depths():
+    """Queue depths at most two seconds old: asking the broker costs a connection per
+    call, and every open ops panel polls; the panel refreshes every three seconds anyway."""
+    cache = current_app.extensions.setdefault("clickboard.queue_depths", {})
+    if cache.get("until", 0) < time.monotonic():
+        cache["depths"] = ops.queue_depths(current_app.extensions["celery"])
+        cache["until"] = time.monotonic() + QUEUE_DEPTHS_MAX_AGE
+    return cache["depths"]
+
+
 def ops_context():
     context = {"now": time.time(), "problems": []}
     client = request_redis().client
@@ -36,7 +49,7 @@ def ops_context():
         "workers": lambda: ops.live_workers(client),
         "failures": lambda: ops.recent_failures(client),
         "last_drain": lambda: float(client.get(CLICK_BUFFER.last_drain_key) or 0) or None,
-        "queues": lambda: ops.queue_depths(current_app.extensions["celery"]),
+        "queues": recent_queue_depths,
         "log_files": lambda: click_log.pending_files(current_app.config["CLICK_LOG_DIR"]),
     }
     for name, read in readers.items():
