@@ -5,51 +5,21 @@ refuses: non-public addresses (before and after redirects), endless
 redirects, huge or slow answers, and sending anything of ours.
 """
 
-import http.server
-import threading
 import time
 
 import pytest
 
+from tests.local_site import LocalSite
 from webapp.links import checker
 from webapp.links.checker import check_url, is_public
 
 LOCAL = ("127.0.0.1",)
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    routes = {}
-
-    def do_GET(self):  # noqa: N802 - the name http.server calls
-        self.server.requests.append(dict(self.headers))
-        status, headers, body = self.routes.get(self.path, (404, {}, b"<title>Nope</title>"))
-        if callable(body):
-            body = body()
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.requests = []
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    httpd.base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    Handler.routes = {}
-
-
-def route(path, status=200, body=b"", **headers):
-    Handler.routes[path] = (status, headers, body)
+    with LocalSite() as site:
+        yield site
 
 
 @pytest.mark.parametrize(
@@ -78,19 +48,19 @@ def test_loopback_private_and_metadata_targets_are_not_fetched(url):
 
 
 def test_an_allowed_local_server_is_fetched_with_its_status_and_title(server):
-    route("/page", body=b"<html><head><title> Hello &amp; welcome </title></head></html>")
+    server.route("/page", body=b"<html><head><title> Hello &amp; welcome </title></head></html>")
     result = check_url(server.base + "/page", LOCAL)
     assert (result.ok, result.status, result.title) == (True, 200, "Hello & welcome")
 
 
 def test_a_missing_page_is_not_ok(server):
-    result = check_url(server.base + "/missing", LOCAL)
+    result = check_url(server.base + "/gone/missing", LOCAL)
     assert (result.ok, result.status) == (False, 404)
 
 
 def test_redirects_are_followed_to_the_final_page(server):
-    route("/old", 301, Location="/new")
-    route("/new", body=b"<title>New</title>")
+    server.route("/old", 301, Location="/new")
+    server.route("/new", body=b"<title>New</title>")
     result = check_url(server.base + "/old", LOCAL)
     assert (result.ok, result.status, result.title, result.final_url) == (
         True,
@@ -101,21 +71,21 @@ def test_redirects_are_followed_to_the_final_page(server):
 
 
 def test_a_redirect_to_a_non_public_host_is_refused(server):
-    route("/sneaky", 302, Location="http://169.254.169.254/latest/meta-data/")
+    server.route("/sneaky", 302, Location="http://169.254.169.254/latest/meta-data/")
     result = check_url(server.base + "/sneaky", LOCAL)
     assert result.ok is False
     assert "169.254.169.254" in result.error
 
 
 def test_a_redirect_to_another_scheme_is_refused(server):
-    route("/file", 302, Location="file:///etc/passwd")
+    server.route("/file", 302, Location="file:///etc/passwd")
     result = check_url(server.base + "/file", LOCAL)
     assert result.ok is False
     assert "refusing" in result.error
 
 
 def test_endless_redirects_stop(server):
-    route("/loop", 302, Location="/loop")
+    server.route("/loop", 302, Location="/loop")
     result = check_url(server.base + "/loop", LOCAL)
     assert result.ok is False
     assert "redirects" in result.error
@@ -124,14 +94,14 @@ def test_endless_redirects_stop(server):
 
 def test_a_huge_answer_is_read_only_up_to_the_cap(server, monkeypatch):
     monkeypatch.setattr(checker, "MAX_BYTES", 1024)
-    route("/huge", body=b"<title>Big</title>" + b"x" * 200_000)
+    server.route("/huge", body=b"<title>Big</title>" + b"x" * 200_000)
     result = check_url(server.base + "/huge", LOCAL)
     assert (result.ok, result.title) == (True, "Big")
 
 
 def test_a_title_beyond_the_cap_is_not_seen(server, monkeypatch):
     monkeypatch.setattr(checker, "MAX_BYTES", 1024)
-    route("/late-title", body=b"x" * 5000 + b"<title>Too late</title>")
+    server.route("/late-title", body=b"x" * 5000 + b"<title>Too late</title>")
     assert check_url(server.base + "/late-title", LOCAL).title is None
 
 
@@ -140,7 +110,7 @@ def test_a_slow_answer_is_cut_off_by_the_time_cap(server):
         time.sleep(3)
         return b"<title>Slow</title>"
 
-    route("/slow", body=slow)
+    server.route("/slow", body=slow)
     started = time.monotonic()
     result = check_url(server.base + "/slow", LOCAL, timeout=0.5)
     assert result.ok is False
@@ -148,9 +118,10 @@ def test_a_slow_answer_is_cut_off_by_the_time_cap(server):
 
 
 def test_nothing_of_ours_is_sent(server):
-    route("/page", body=b"<title>x</title>")
+    server.route("/page", body=b"<title>x</title>")
     check_url(server.base + "/page", LOCAL)
-    (headers,) = server.requests
+    (request,) = server.requests
+    headers = request["headers"]
     assert not {"Cookie", "Authorization"} & set(headers)
     assert headers["User-Agent"].startswith("ClickboardLinkChecker/")
 

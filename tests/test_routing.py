@@ -6,13 +6,11 @@ target check, fetching from a local HTTP server the test starts (allowed
 explicitly: the checker refuses loopback addresses otherwise).
 """
 
-import http.server
 import re
-import threading
-import time
 
 import pytest
 
+from tests.local_site import LocalSite
 from tests.processes import wait_for
 from webapp.extensions import db
 from webapp.links import service
@@ -23,30 +21,10 @@ pytestmark = pytest.mark.integration
 HOSTS = "a,b"
 
 
-class RecordingHandler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - the name http.server calls
-        self.server.hits.append((time.monotonic(), self.path, self.headers.get("Cookie")))
-        status = 404 if self.path.startswith("/gone") else 200
-        body = b"<html><head><title>Local page</title></head><body>hi</body></html>"
-        self.send_response(status)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def target_server():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RecordingHandler)
-    server.hits = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with LocalSite() as site:
+        yield site
 
 
 @pytest.fixture
@@ -55,8 +33,9 @@ def routed_app(make_app):
 
 
 def make_links(user, server, count, path="page"):
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    return [service.create_link(f"{base}/{path}/{n}", user, slug=f"{path}-{n}")[0].id for n in range(count)]
+    return [
+        service.create_link(f"{server.base}/{path}/{n}", user, slug=f"{path}-{n}")[0].id for n in range(count)
+    ]
 
 
 def start_host_workers(processes, **env):
@@ -123,7 +102,7 @@ def test_a_rate_limited_task_never_exceeds_its_limit_on_one_worker(
     for link_id in link_ids:
         send_link_check(link_id)
     wait_for(lambda: all_checked(link_ids), timeout=60, message="six checks recorded")
-    times = sorted(moment for moment, _, _ in target_server.hits)
+    times = sorted(request["at"] for request in target_server.requests)
     gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
     # 60/m is one a second; allow scheduling jitter, not a second concurrent slot.
     assert len(times) == 6
@@ -142,7 +121,7 @@ def test_link_check_records_status_and_title_through_its_callback(routed_app, us
     ok, gone = db.session.get(Link, ok_id), db.session.get(Link, gone_id)
     assert (ok.target_ok, ok.target_status, ok.target_title) == (True, 200, "Local page")
     assert (gone.target_ok, gone.target_status) == (False, 404)
-    assert all(cookie is None for _, _, cookie in target_server.hits)
+    assert all("Cookie" not in request["headers"] for request in target_server.requests)
 
 
 def test_a_worker_without_the_allowance_refuses_to_fetch_a_loopback_target(
@@ -157,4 +136,4 @@ def test_a_worker_without_the_allowance_refuses_to_fetch_a_loopback_target(
     link = db.session.get(Link, link_id)
     assert link.target_ok is False
     assert "non-public address" in link.target_error
-    assert target_server.hits == []
+    assert target_server.requests == []

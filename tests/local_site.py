@@ -1,0 +1,55 @@
+"""A small HTTP site on 127.0.0.1 for tests of outbound fetches (the link checker).
+
+Each path answers what ``routes`` says (a default page otherwise, 404 under
+``/gone``), and every request is recorded with its time and headers.
+"""
+
+import http.server
+import threading
+import time
+
+DEFAULT_PAGE = (
+    200,
+    {"Content-Type": "text/html"},
+    b"<html><head><title>Local page</title></head><body>hi</body></html>",
+)
+GONE = (404, {"Content-Type": "text/html"}, b"<title>Nope</title>")
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - the name http.server calls
+        site = self.server
+        site.requests.append({"at": time.monotonic(), "path": self.path, "headers": dict(self.headers)})
+        status, headers, body = site.routes.get(
+            self.path, GONE if self.path.startswith("/gone") else DEFAULT_PAGE
+        )
+        body = body() if callable(body) else body
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class LocalSite(http.server.ThreadingHTTPServer):
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.routes = {}
+        self.requests = []
+        self.base = f"http://127.0.0.1:{self.server_address[1]}"
+
+    def route(self, path, status=200, body=b"", **headers):
+        """Answer ``path`` with this status, body (bytes, or a callable returning them) and headers."""
+        self.routes[path] = (status, headers, body)
+
+    def __enter__(self):
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.shutdown()
+        self.server_close()
