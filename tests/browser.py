@@ -7,6 +7,8 @@ where it or Playwright is missing.
 
 import os
 
+import pytest
+
 from webapp import PROJECT_ROOT
 
 CHROMIUM = "/usr/bin/chromium"
@@ -34,3 +36,21 @@ def missing_reason():
 
 def launch(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One Chromium per browser-test module (imported into tests/conftest.py)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def artifacts():
+    """``artifacts("name.png")``: a path in test-artifacts/, for screenshots."""
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    return lambda name: os.path.join(ARTIFACTS, name)

@@ -22,6 +22,7 @@ from flask_migrate import upgrade
 from sqlalchemy import create_engine, text
 
 from tests.broker import purge_queues
+from tests.browser import artifacts, browser  # noqa: F401  (fixtures for the browser tests)
 from tests.processes import RedisServer, WebServer, celery_beat, celery_worker, free_port
 from webapp import create_app
 from webapp.auth.tokens import issue_token

@@ -9,14 +9,12 @@ the gunicorn under test itself, so the browser never needs the internet.
 Screenshots go to ``test-artifacts/``.
 """
 
-import os
 import time
 
 import pytest
 import requests
 
 from tests import browser as chromium
-from tests.browser import launch as launch_browser
 from tests.dashboard_helpers import CHROME, FIREFOX, GOOGLEBOT, OWNER_EMAIL, OWNER_PASSWORD, record
 from tests.processes import wait_for
 from webapp.links import service
@@ -24,7 +22,6 @@ from webapp.links import service
 if chromium.missing_reason():
     pytest.skip(chromium.missing_reason(), allow_module_level=True)
 
-from playwright.sync_api import sync_playwright  # noqa: E402  (after the skip: may be missing)
 
 pytestmark = pytest.mark.integration
 
@@ -42,14 +39,6 @@ SHOW_TAB = """() => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = launch_browser(playwright)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
 def context(browser):
     context = browser.new_context(viewport={"width": 1200, "height": 1000})
@@ -62,12 +51,6 @@ def page(context):
     page = context.new_page()
     page.set_default_timeout(20_000)
     return page
-
-
-@pytest.fixture
-def artifacts():
-    os.makedirs(chromium.ARTIFACTS, exist_ok=True)
-    return lambda name: os.path.join(chromium.ARTIFACTS, name)
 
 
 @pytest.fixture

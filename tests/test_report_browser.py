@@ -6,13 +6,11 @@ and once done no more polling requests are made. Screenshots go to
 ``test-artifacts/``.
 """
 
-import os
 import re
 
 import pytest
 
 from tests import browser as chromium
-from tests.browser import launch as launch_browser
 from tests.test_report_workers import EMAIL, PASSWORD, REPORT_QUEUES, seed_views
 from webapp.reports import runner
 from webapp.reports.params import SlowReportParams
@@ -20,7 +18,6 @@ from webapp.reports.params import SlowReportParams
 if chromium.missing_reason():
     pytest.skip(chromium.missing_reason(), allow_module_level=True)
 
-from playwright.sync_api import sync_playwright  # noqa: E402  (after the skip: may be missing)
 
 pytestmark = pytest.mark.integration
 
@@ -49,14 +46,6 @@ document.addEventListener("DOMContentLoaded", () => {
 """
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = launch_browser(playwright)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
 def page(browser):
     context = browser.new_context(viewport={"width": 1100, "height": 1200})
@@ -64,12 +53,6 @@ def page(browser):
     page.add_init_script(RECORD_CARD_STATES)
     yield page
     context.close()
-
-
-@pytest.fixture
-def artifacts():
-    os.makedirs(chromium.ARTIFACTS, exist_ok=True)
-    return lambda name: os.path.join(chromium.ARTIFACTS, name)
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ def resolve(slug):
         except RedisError as exc:
             log.warning("redis unavailable on redirect, reading the database: %s", exc)
             request_redis().mark_down()
-            entry = resolve_from_database(slug)
+            entry = cache.load_entry(slug)
     except SQLAlchemyError as exc:
         log.error("database unavailable on redirect, using the last known link: %s", exc)
         return local.entries.get(slug, (None,))[0]
@@ -53,7 +53,7 @@ def resolve(slug):
 def resolve_through_redis(slug):
     guard = request_redis()
     if not guard.available:
-        return resolve_from_database(slug)
+        return cache.load_entry(slug)
     value = guard.client.get(cache.cache_key(slug))
     if value == cache.MISSING:
         return None
@@ -62,10 +62,6 @@ def resolve_through_redis(slug):
     entry = cache.load_entry(slug)
     cache.store(guard.client, slug, entry)
     return entry
-
-
-def resolve_from_database(slug):
-    return cache.load_entry(slug)
 
 
 def capture(line):

@@ -41,7 +41,7 @@ def top_links_fragment():
 
 
 def overview_context():
-    return {"totals": stats.totals(current_user), "lag": click_lag()}
+    return {"totals": stats.totals(current_user), "lag": click_lag(), "lag_warning": LAG_WARNING_SECONDS}
 
 
 def chart_context(link_id):

@@ -15,6 +15,7 @@ from webapp.extensions import db
 from webapp.links import service
 from webapp.links.validation import InvalidLink, normalise_slug, normalise_url
 from webapp.models import Link, LinkCounter
+from webapp.search import LIKE_ESCAPE, contains_pattern
 
 PAGE_SIZE = 25
 SORTS = {
@@ -40,9 +41,12 @@ def links_list_context():
     page = max(request.args.get("page", 1, type=int) or 1, 1)
     query = stats.visible_links(current_user).outerjoin(LinkCounter, LinkCounter.link_id == Link.id)
     if search:
-        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        pattern = contains_pattern(search)
         query = query.where(
-            or_(Link.slug.ilike(pattern, escape="\\"), Link.target_url.ilike(pattern, escape="\\"))
+            or_(
+                Link.slug.ilike(pattern, escape=LIKE_ESCAPE),
+                Link.target_url.ilike(pattern, escape=LIKE_ESCAPE),
+            )
         )
     query = query.add_columns(LinkCounter.clicks).order_by(*SORTS[sort])
     rows = db.session.execute(query.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)).all()

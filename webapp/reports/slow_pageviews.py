@@ -16,6 +16,7 @@ from datetime import datetime, time, timedelta
 from sqlalchemy import func, select
 
 from webapp.models import PageView
+from webapp.search import LIKE_ESCAPE, contains_pattern
 
 SLOWEST_URLS = 10
 PERCENTILES = (50, 95, 99)
@@ -57,11 +58,10 @@ def day_chunks(since, until):
 
 def url_matches(conn, pattern_text):
     """``url`` contains the text, case-insensitively, with LIKE wildcards escaped."""
-    escaped = pattern_text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    pattern = f"%{escaped}%"
+    pattern = contains_pattern(pattern_text)
     if conn.dialect.name == "postgresql":
-        return PageView.url.ilike(pattern, escape="\\")
-    return PageView.url.like(pattern, escape="\\")  # SQLite's LIKE ignores ASCII case
+        return PageView.url.ilike(pattern, escape=LIKE_ESCAPE)
+    return PageView.url.like(pattern, escape=LIKE_ESCAPE)  # SQLite's LIKE ignores ASCII case
 
 
 def window_filter(conn, params, start, end):
