@@ -2,11 +2,13 @@
 click drain that feeds it from the stream (webapp/clicks/drain.py), in-process."""
 
 import itertools
+import os
+import threading
 import time
 from datetime import datetime
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from webapp.clicks import buffer
@@ -323,3 +325,41 @@ def test_drain_of_messages_committed_before_a_crash_counts_them_once(link, redis
 def test_every_drain_run_records_when_it_ran(link, redis_client):
     drain(redis_client)  # even with nothing to drain
     assert float(redis_client.get(CLICK_BUFFER.last_drain_key)) == pytest.approx(time.time(), abs=5)
+
+
+@pytest.mark.skipif(
+    not os.environ.get("TEST_DATABASE_URL"),
+    reason="row locks: SQLite takes one lock for the whole database, so only PostgreSQL"
+    " (TEST_DATABASE_URL) has counter rows two drains can take in opposite orders",
+)
+def test_drains_sharing_links_take_counter_locks_in_one_order(link, other_link):
+    # A drain holding ``link``'s counter (it locks in id order) and then asking for
+    # ``other_link``'s must not deadlock with a drain whose batch names other_link first.
+    record([click(link), click(other_link)])  # both counter rows exist
+    results, engine = [], db.engine
+
+    def second_drain():
+        with engine.begin() as conn:
+            results.append(record_clicks(conn, [click(other_link), click(link)], False))
+
+    with engine.connect() as first:
+        first.begin()
+        record_clicks(first, [click(link)], False)  # holds link's counter row
+        second = threading.Thread(target=second_drain)
+        second.start()
+        wait_for_a_backend_waiting_on_a_lock()
+        record_clicks(first, [click(other_link)], False)  # deadlock here if the second holds other_link
+        first.commit()
+    second.join(timeout=30)
+    assert results == [2]
+    assert (counter(link)[0], counter(other_link)[0]) == (3, 3)
+
+
+def wait_for_a_backend_waiting_on_a_lock(timeout=10):
+    query = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+    deadline = time.monotonic() + timeout
+    with db.engine.connect() as conn:
+        while conn.scalar(query) == 0:
+            assert time.monotonic() < deadline, "the second drain never waited for the first"
+            time.sleep(0.05)
+            conn.rollback()

@@ -10,6 +10,7 @@ transaction, so rows and counters commit together or not at all.
 import functools
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
+from operator import itemgetter
 
 import psycopg
 from sqlalchemy import case, select
@@ -145,9 +146,15 @@ def agent_rows(rows):
 
 
 def upsert_sums(conn, model, keys, rows, latest=()):
-    """One ``INSERT ... ON CONFLICT DO UPDATE`` per row: add the counts, keep the latest time."""
+    """One ``INSERT ... ON CONFLICT DO UPDATE`` per row: add the counts, keep the latest time.
+
+    Rows go in key order. Concurrent drains on PostgreSQL lock the counter rows
+    they touch until commit; taking those locks in one global order means two
+    drains sharing links wait for each other briefly instead of deadlocking.
+    """
     if not rows:
         return
+    rows = sorted(rows, key=itemgetter(*keys))
     table = model.__table__
     dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     stmt = dialect_insert(table)
