@@ -1,9 +1,11 @@
 """``python -m bench [--only redirect|drain|seed|report|fragments] [--duration S] [--quick]``: run, print, save.
 
 Exits 0 whatever the figures (a MISS is a report, not a failure); non-zero
-only when something crashed or the run was interrupted. With
-``BENCH_DATABASE_URL=postgresql://...`` set, the drain benchmark also runs on
-PostgreSQL, in a scratch database ``clickboard_bench`` it creates and drops.
+only when something crashed, the run was interrupted, or a configured server
+could not be used. Beside SQLite + Redis, the redirect and drain benchmarks run
+on PostgreSQL + RabbitMQ when those answer (``bench.postgres``,
+``bench.rabbitmq``): ``BENCH_DATABASE_URL`` / ``BENCH_BROKER_URL`` name other
+servers, ``off`` skips one.
 """
 
 import argparse
@@ -25,8 +27,9 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description=__doc__.splitlines()[0],
-        epilog="BENCH_DATABASE_URL=postgresql://user@host:5432/postgres adds the drain on PostgreSQL"
-        " (scratch database clickboard_bench, created and dropped by the bench).",
+        epilog="PostgreSQL and RabbitMQ: the local servers (127.0.0.1:5432, :5672) when they answer;"
+        " BENCH_DATABASE_URL=postgresql://user@host:5432/postgres (scratch database clickboard_bench,"
+        " created and dropped) and BENCH_BROKER_URL=amqp://user:pass@host/vhost name others, =off skips one.",
     )
     parser.add_argument("--only", choices=BENCHMARKS, help="run one benchmark only")
     parser.add_argument("--duration", type=int, help="seconds per measured wrk run (default 10; quick 2)")
@@ -102,8 +105,15 @@ def main(argv=None):
         print("\n".join(f"  {line}" for line in results["meta"]["git_uncommitted"]))
     started = time.monotonic()
     try:
-        with Stack(keep=args.keep) as stack:
+        stack = Stack(keep=args.keep)
+    except ValueError as exc:  # a configured PostgreSQL or RabbitMQ the bench cannot use
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with stack:
             print(f"bench: temp dir {stack.root}, redis on port {stack.redis.port}", flush=True)
+            results["meta"]["services"] = list(stack.describe_services())
+            print("\n".join(f"bench: {line}" for line in results["meta"]["services"]), flush=True)
             if args.only in (None, "redirect"):
                 print("redirect benchmark:", flush=True)
                 results["redirect"] = redirect.run(

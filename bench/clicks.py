@@ -44,10 +44,10 @@ def create_links(count, prefix):
     return ids
 
 
-def click_lines(count, link_ids, seed=1):
-    """``count`` click lines over ``link_ids``, a few links much hotter than the rest."""
+def click_lines(count, link_ids, seed=1, weights=None):
+    """``count`` click lines over ``link_ids``; by default a few links much hotter than the rest."""
     rng = random.Random(seed)
-    weights = [1 / (rank + 1) for rank in range(len(link_ids))]
+    weights = weights or [1 / (rank + 1) for rank in range(len(link_ids))]
     for link_id in rng.choices(link_ids, weights, k=count):
         if rng.random() < 0.1:
             ip = f"2001:db8:{rng.randrange(65536):x}::{rng.randrange(65536):x}"

@@ -1,25 +1,54 @@
-"""The scratch PostgreSQL database of the drain benchmark (only with ``BENCH_DATABASE_URL``).
+"""The scratch PostgreSQL database of the benchmarks that run on PostgreSQL.
 
-``BENCH_DATABASE_URL`` names a server and a database to connect to for
-``CREATE DATABASE`` / ``DROP DATABASE`` (e.g. ``postgresql://postgres@127.0.0.1:5432/postgres``);
-it is never written to. The bench's own database, ``clickboard_bench``, is
-dropped (if a crashed run left it) and created empty for each phase, migrated
-like the SQLite one, and dropped at the end. No other database is touched.
+The server: ``BENCH_DATABASE_URL`` if set (``off`` skips PostgreSQL), else
+the local one at ``postgresql://postgres@127.0.0.1:5432/postgres`` if it
+answers. That URL names a database to connect to for ``CREATE DATABASE`` /
+``DROP DATABASE``; it is never written to. The bench's own database,
+``clickboard_bench``, is dropped (if a crashed run left it) and created empty
+for each phase, migrated like the SQLite one, and dropped at the end. No
+other database is touched.
 """
+
+import os
 
 import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
 ENV_VAR = "BENCH_DATABASE_URL"
+LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 SCRATCH_NAME = "clickboard_bench"
+OFF = "off"
+
+
+def server_url():
+    """(admin URL or None, why it is None). Raises ValueError for a URL that is not PostgreSQL."""
+    configured = os.environ.get(ENV_VAR, "").strip()
+    if configured.lower() == OFF:
+        return None, f"{ENV_VAR}=off"
+    url = configured or LOCAL_URL
+    if make_url(url).get_backend_name() != "postgresql":
+        raise ValueError(f"{ENV_VAR} must be a postgresql:// URL, not {make_url(url).drivername}://")
+    try:
+        with psycopg.connect(conninfo(make_url(url)), connect_timeout=3):
+            return url, None
+    except psycopg.OperationalError as exc:
+        if configured:
+            raise ValueError(f"{ENV_VAR}: cannot connect to {hidden(url)}: {exc}") from exc
+        return None, f"no PostgreSQL answers at {LOCAL_URL} (set {ENV_VAR} to use another server)"
+
+
+def conninfo(url):
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def hidden(url):
+    return make_url(url).render_as_string(hide_password=True)
 
 
 class ScratchDatabase:
     def __init__(self, admin_url, name=SCRATCH_NAME):
         url = make_url(admin_url)
-        if url.get_backend_name() != "postgresql":
-            raise ValueError(f"{ENV_VAR} must be a postgresql:// URL, not {url.drivername}://")
         if url.database == name:
             raise ValueError(f"{ENV_VAR} must name a database to connect from (e.g. postgres), not {name}")
         self.name = name
@@ -27,8 +56,7 @@ class ScratchDatabase:
         self.url = self.admin.set(database=name).render_as_string(hide_password=False)
 
     def execute(self, statement):
-        conninfo = self.admin.render_as_string(hide_password=False)
-        with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+        with psycopg.connect(conninfo(self.admin), autocommit=True, connect_timeout=10) as conn:
             conn.execute(statement)
 
     def recreate(self):
@@ -42,6 +70,5 @@ class ScratchDatabase:
         self.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
 
     def version(self):
-        conninfo = self.admin.render_as_string(hide_password=False)
-        with psycopg.connect(conninfo, connect_timeout=10) as conn:
+        with psycopg.connect(conninfo(self.admin), connect_timeout=10) as conn:
             return conn.execute("SHOW server_version").fetchone()[0]

@@ -2,8 +2,9 @@
 
 ``Stack`` owns an embedded redis-server on a free port, a migrated SQLite
 template (each phase gets its own copy, so no phase sees another's rows), the
-scratch PostgreSQL database when ``BENCH_DATABASE_URL`` is set (see
-``bench.postgres``) and every gunicorn / Celery process started through it.
+scratch PostgreSQL database and the RabbitMQ broker when they are there (see
+``bench.postgres`` and ``bench.rabbitmq``) and every gunicorn / Celery process
+started through it.
 ``close()`` stops them all, in reverse order, whatever happened before (error,
 Ctrl-C, SIGTERM), and drops the scratch database.
 """
@@ -18,7 +19,7 @@ import tempfile
 import requests
 from flask_migrate import upgrade
 
-from bench import postgres
+from bench import postgres, rabbitmq
 from tests.processes import RedisServer, WebServer, celery_beat, celery_worker, wait_for
 from webapp import create_app
 from webapp.extensions import db
@@ -40,7 +41,9 @@ class Server(WebServer):
 
 class Stack:
     def __init__(self, keep=False):
-        # Checked first, so a bad BENCH_DATABASE_URL fails before the long phases, not after them.
+        # Found first, so a bad BENCH_DATABASE_URL fails before the long phases, not after them.
+        self.postgres_url, self.postgres_missing = postgres.server_url()
+        self.rabbitmq_url, self.rabbitmq_missing = rabbitmq.broker_url()
         self.scratch = postgres.ScratchDatabase(self.postgres_url) if self.postgres_url else None
         self.scratch_created = False
         self.keep = keep
@@ -70,10 +73,13 @@ class Stack:
             "CLICK_LOG_DIR": os.path.join(self.root, "clicks", "bench"),
         }
 
-    def env(self, database_url, **overrides):
-        """The environment of a subprocess: ours, the stack's, then ``overrides``."""
+    def env(self, database_url, broker_url=None, **overrides):
+        """The environment of a subprocess: ours, the stack's, then ``overrides``.
+
+        The broker is the stack's Redis unless ``broker_url`` names another.
+        """
         env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": self.redis.url}
-        env["CELERY_BROKER_URL"] = self.redis.url
+        env["CELERY_BROKER_URL"] = broker_url or self.redis.url
         for name in ("GUNICORN_ACCESS_LOG", "WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_CONTROL_SOCKET"):
             env.pop(name, None)  # the bench decides these, not the caller's shell
         env.update({name: str(value) for name, value in overrides.items()})
@@ -97,9 +103,16 @@ class Stack:
         shutil.copy(self.template, path)
         return f"sqlite:///{path}"
 
-    @property
-    def postgres_url(self):
-        return os.environ.get(postgres.ENV_VAR)
+    def describe_services(self):
+        """One line each: which database and broker servers the bench found beside its own Redis."""
+        if self.postgres_url:
+            yield f"PostgreSQL {self.scratch.version()} at {postgres.hidden(self.postgres_url)}"
+        else:
+            yield f"PostgreSQL: skipped, {self.postgres_missing}"
+        if self.rabbitmq_url:
+            yield f"RabbitMQ at {rabbitmq.hidden(self.rabbitmq_url)}"
+        else:
+            yield f"RabbitMQ: skipped, {self.rabbitmq_missing}"
 
     def fresh_postgres(self):
         if not self.scratch_created:
@@ -109,13 +122,13 @@ class Stack:
         self.migrate(url)
         return url
 
-    def app(self, database_url, **config):
+    def app(self, database_url, broker_url=None, **config):
         """An in-process app on ``database_url`` and the stack's Redis (for setup and drains).
 
         Dispose of its engine (``release``) before the database is dropped or replaced.
         """
         urls = {"SQLALCHEMY_DATABASE_URI": database_url, "REDIS_URL": self.redis.url}
-        app = create_app({**urls, "CELERY_BROKER_URL": self.redis.url, **config})
+        app = create_app({**urls, "CELERY_BROKER_URL": broker_url or self.redis.url, **config})
         self.apps.append(app)
         return app
 
@@ -131,15 +144,17 @@ class Stack:
         os.makedirs(path, exist_ok=True)
         return path
 
-    def web(self, name, database_url, app="wsgi:app", workers=2, **env):
+    def web(self, name, database_url, app="wsgi:app", workers=2, broker_url=None, **env):
         """A started gunicorn (``gunicorn.conf.py`` with ``--workers``), stopped by ``close()``."""
-        server = Server(self.env(database_url, **env), self.log_dir(name), workers=workers, app=app)
+        env = self.env(database_url, broker_url, **env)
+        server = Server(env, self.log_dir(name), workers=workers, app=app)
         self.exit.callback(server.stop)
         return server.start()
 
-    def worker(self, name, database_url, queues, concurrency, **env):
+    def worker(self, name, database_url, queues, concurrency, broker_url=None, **env):
         """A started Celery worker, ready to consume; stopped by ``close()``."""
-        worker = celery_worker(self.env(database_url, **env), self.log_dir(name), queues, concurrency, name)
+        env = self.env(database_url, broker_url, **env)
+        worker = celery_worker(env, self.log_dir(name), queues, concurrency, name)
         self.exit.callback(worker.stop)
         worker.start()
 

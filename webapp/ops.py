@@ -16,13 +16,14 @@ import time
 from amqp.exceptions import ChannelError
 from celery import signals
 
+from webapp.config import TASK_QUEUES
+
 HEARTBEAT_KEY = "cb:workers:{}"
 HEARTBEAT_PATTERN = "cb:workers:*"
 HEARTBEAT_SECONDS = 5
 HEARTBEAT_TTL = 20
 FAILURES_KEY = "cb:task-failures"
 FAILURES_KEPT = 50
-QUEUES = ("clicks", "reports", "default")
 
 
 def connect_worker_signals(app):
@@ -90,7 +91,7 @@ def queue_depths(celery_app):
     with celery_app.connection_for_read() as conn:
         # No pause before the retry: kombu's default sleeps 2 s, and the panel polls every 3 s.
         conn.ensure_connection(max_retries=1, interval_start=0, timeout=1)
-        for queue in QUEUES:
+        for queue in TASK_QUEUES:
             # A fresh channel each time: RabbitMQ closes a channel on a 404.
             with conn.channel() as channel:
                 try:
