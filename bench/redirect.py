@@ -1,86 +1,156 @@
 """Redirect throughput and tail latency: no-op Flask vs Clickboard batch vs task mode.
 
-The three servers run side by side (idle ones cost nothing) under the same
-gunicorn settings and the same wrk load, measured interleaved: noop, batch,
-task, noop, batch, task ... so a burst of load from elsewhere on a shared
-machine lands on every config alike rather than on one.
+The servers run side by side (idle ones cost nothing) under the same gunicorn
+settings and the same wrk load, measured interleaved: noop, batch, task,
+noop, batch, task ... so a burst of load from elsewhere on a shared machine
+lands on every config alike rather than on one.
+
+``batch`` and ``task`` run on SQLite with Redis as the broker. When the bench
+found PostgreSQL and/or RabbitMQ, ``batch-pg-mq`` and ``task-pg-mq`` (or
+``-pg`` / ``-mq`` when only one is there) run the same modes on that stack:
+the batch redirect still appends to the Redis stream through the local click
+log; the task redirect publishes to RabbitMQ.
 
 After each batch run the bench waits for the workers' shippers to move every
-logged click to the Redis stream, drains it into the database and counts the
-link wrk hit against the 302s wrk saw: a redirect that "wins" by dropping
-clicks shows up here.
+logged click to the Redis stream, drains it into that config's database and
+counts the link wrk hit against the 302s wrk saw: a redirect that "wins" by
+dropping clicks shows up here.
 """
 
 import os
 import statistics
 import time
+from dataclasses import dataclass
+
+import psutil
 
 from bench import clicks, wrk
 from bench.cpu import CpuMeter
+from tests.broker import purge_queues
 from webapp.clicks import buffer
 from webapp.extensions import db
+from webapp.ops import queue_depths
 from webapp.redis_client import worker_redis
 
-CONFIGS = ("noop", "batch", "task")
-TASK_QUEUE_KEY = "clicks"  # kombu's Redis list for the "clicks" queue
+MODES = ("noop", "batch", "task")
+TASK_QUEUE = "clicks"
+
+
+@dataclass
+class Config:
+    """One server under test, and the in-process app that checks its clicks."""
+
+    name: str
+    mode: str  # noop, batch or task
+    database: str  # the name shown: SQLite or PostgreSQL
+    broker: str  # Redis or RabbitMQ
+    app: object
+    slug: str
+    link_id: int
+    log_dir: str
+    server: object = None
+
+    @property
+    def label(self):
+        return "no-op Flask app" if self.mode == "noop" else f"{self.database} + {self.broker}"
+
+
+def plan(stack):
+    """The configs to measure: SQLite + Redis always, then PostgreSQL and/or RabbitMQ if found."""
+    stacks = [("", "sqlite", None)]
+    if stack.postgres_url or stack.rabbitmq_url:
+        suffix = ("-pg" if stack.postgres_url else "") + ("-mq" if stack.rabbitmq_url else "")
+        stacks.append((suffix, "postgresql" if stack.postgres_url else "sqlite", stack.rabbitmq_url))
+    configs = []
+    for suffix, backend, broker_url in stacks:
+        app = stack.app(stack.fresh_database(f"redirect{suffix}", backend), broker_url)
+        with app.app_context():
+            link_ids = clicks.create_links(2, "bench")
+        database = "PostgreSQL" if backend == "postgresql" else "SQLite"
+        broker = "RabbitMQ" if broker_url else "Redis"
+        modes = MODES if not suffix else MODES[1:]
+        for mode in modes:
+            # batch and the no-op hit bench-0; task its own link, whose tasks never run.
+            slug, link_id = ("bench-1", link_ids[1]) if mode == "task" else ("bench-0", link_ids[0])
+            name = f"{mode}{suffix}"
+            log_dir = os.path.join(stack.root, "clicks", name)
+            configs.append(Config(name, mode, database, broker, app, slug, link_id, log_dir))
+    return configs
+
+
+def start_server(stack, config, workers):
+    database_url = config.app.config["SQLALCHEMY_DATABASE_URI"]
+    broker_url = config.app.config["CELERY_BROKER_URL"]
+    if config.mode == "noop":
+        return stack.web("web-noop", database_url, app="bench.noop_app:app", workers=workers)
+    return stack.web(
+        f"web-{config.name}",
+        database_url,
+        workers=workers,
+        broker_url=broker_url,
+        CLICK_CAPTURE_MODE=config.mode,
+        CLICK_LOG_DIR=config.log_dir,  # its own, so the batch check waits on this server's files only
+    )
 
 
 def run(stack, duration, warmup, rounds=3, workers=2, threads=2, connections=16, log=print):
-    database_url = stack.fresh_database("redirect")
-    app = stack.app(database_url)
-    with app.app_context():
-        link_ids = dict(zip(CONFIGS[1:], clicks.create_links(2, "bench"), strict=True))
-    slugs = {"noop": "bench-0", "batch": "bench-0", "task": "bench-1"}
-    log(f"starting 3 gunicorns ({workers} sync workers each) ...")
-    # Each server logs clicks in a directory of its own: the batch check waits on its files only.
-    log_dirs = {config: os.path.join(stack.root, "clicks", config) for config in CONFIGS[1:]}
-    servers = {"noop": stack.web("web-noop", database_url, app="bench.noop_app:app", workers=workers)}
-    for mode in CONFIGS[1:]:
-        servers[mode] = stack.web(
-            f"web-{mode}",
-            database_url,
-            workers=workers,
-            CLICK_CAPTURE_MODE=mode,
-            CLICK_LOG_DIR=log_dirs[mode],
-        )
+    configs = plan(stack)
+    log(f"starting {len(configs)} gunicorns ({workers} sync workers each) ...")
+    for config in configs:
+        config.server = start_server(stack, config, workers)
+        log(f"  {config.name:<12} {config.label}")
     load = {"threads": threads, "connections": connections}
     runs, checks = [], []
-    with app.app_context():
-        client, engine = worker_redis(), db.engine
-        for round_number in range(1, rounds + 1):
-            for config in CONFIGS:
-                url = f"{servers[config].url}/r/{slugs[config]}"
-                if warmup:
-                    wrk.run(url, warmup, **load)
-                if config == "batch":
-                    time.sleep(0.5)  # requests still in flight from the warm-up
-                    before = snapshot(client, engine, link_ids["batch"], log_dirs["batch"])
-                result, record = measure(stack, servers[config], url, duration, load)
-                runs.append({"config": config, "round": round_number, **record})
-                log(f"  round {round_number} {config:<5} {describe(record)}")
-                if config == "batch":
-                    time.sleep(0.5)  # let gunicorn finish what wrk left in flight
-                    after = snapshot(client, engine, link_ids["batch"], log_dirs["batch"])
-                    checks.append(click_check(round_number, result, before, after, connections))
-                    log("    " + checks[-1]["line"])
-                if config == "task":
-                    runs[-1]["tasks_enqueued"] = client.llen(TASK_QUEUE_KEY)
-                    client.delete(TASK_QUEUE_KEY)  # no worker in this phase: keep Redis small
-    for server in servers.values():
-        server.stop()  # free the memory before the next phase; close() covers errors
+    for round_number in range(1, rounds + 1):
+        for config in configs:
+            runs.append(run_one(stack, config, round_number, duration, warmup, load, checks, log))
+    for config in configs:
+        config.server.stop()  # free the memory before the next phase; close() covers errors
     settings = {"duration_s": duration, "warmup_s": warmup, "rounds": rounds, "gunicorn_workers": workers}
     settings.update(load, summary="best of rounds: max req/s and min p99, each over the rounds")
-    return {"settings": settings, "runs": runs, "summary": summarise(runs), "click_checks": checks}
+    labels = {config.name: config.label for config in configs}
+    return {"settings": settings, "configs": labels, "runs": runs, "summary": summarise(runs),
+            "click_checks": checks}  # fmt: skip
 
 
-def measure(stack, server, url, duration, load):
-    """One measured wrk run, with the CPU the server and redis-server spent on it."""
-    meter = CpuMeter(web=server.process.pid, redis=stack.redis.process.pid)
+def run_one(stack, config, round_number, duration, warmup, load, checks, log):
+    """One measured run of one config (with its click check or queue count); return its record."""
+    url = f"{config.server.url}/r/{config.slug}"
+    if warmup:
+        wrk.run(url, warmup, **load)
+    with config.app.app_context():
+        client, engine = worker_redis(), db.engine
+        if config.mode == "batch":
+            time.sleep(0.5)  # requests still in flight from the warm-up
+            before = snapshot(client, engine, config)
+        result, record = measure(stack, config, url, duration, load)
+        record = {"config": config.name, "round": round_number, **record}
+        log(f"  round {round_number} {config.name:<12}{describe(record)}")
+        if config.mode == "batch":
+            time.sleep(0.5)  # let gunicorn finish what wrk left in flight
+            after = snapshot(client, engine, config)
+            checks.append(click_check(config.name, round_number, result, before, after, load["connections"]))
+            log("    " + checks[-1]["line"])
+        if config.mode == "task":
+            # No worker in this phase: count what was published, then empty the queue.
+            celery = config.app.extensions["celery"]
+            record["tasks_enqueued"] = queue_depths(celery)[TASK_QUEUE]
+            purge_queues(celery, [TASK_QUEUE])
+    return record
+
+
+def measure(stack, config, url, duration, load):
+    """One measured wrk run, with the CPU the server, redis-server and a local RabbitMQ spent on it."""
+    pids = {"web": config.server.process.pid, "redis": stack.redis.process.pid}
+    if config.broker == "RabbitMQ" and (broker_pid := local_rabbitmq_pid()):
+        pids["rabbitmq"] = broker_pid
+    meter = CpuMeter(**pids)
     meter.start()
     result = wrk.run(url, duration, **load)
     cpu = meter.stop()
     requests = max(result.requests, 1)
-    figures = {"cpu_s": cpu, "server_cpu_us_per_request": (cpu["web"] + cpu["redis"]) / requests * 1e6}
+    server_cpu = sum(seconds for name, seconds in cpu.items() if name != "wrk")
+    figures = {"cpu_s": cpu, "server_cpu_us_per_request": server_cpu / requests * 1e6}
     figures["wrk_cpu_us_per_request"] = cpu["wrk"] / requests * 1e6
     return result, {**result.as_dict(), **figures}
 
@@ -94,12 +164,20 @@ def describe(record):
     )
 
 
-def snapshot(client, engine, link_id, log_dir):
+def local_rabbitmq_pid():
+    """The Erlang VM of a RabbitMQ on this machine, if there is one (a remote broker's CPU is not ours to see)."""
+    for process in psutil.process_iter(["name", "cmdline"]):
+        if process.info["name"] == "beam.smp" and "rabbit" in " ".join(process.info["cmdline"] or ()):
+            return process.pid
+    return None
+
+
+def snapshot(client, engine, config):
     """Wait until every logged click is shipped, drain them all, then read the counts."""
-    waited, unshipped = clicks.settle(client, engine, log_dir)
+    waited, unshipped = clicks.settle(client, engine, config.log_dir)
     metrics = buffer.counters(client)
     return {
-        "recorded": clicks.counted(engine, [link_id]),
+        "recorded": clicks.counted(engine, [config.link_id]),
         "buffered": metrics["clicks_buffered"],
         "shipped_late": metrics["clicks_shipped_late"],
         "ship_wait_s": waited,
@@ -107,7 +185,7 @@ def snapshot(client, engine, link_id, log_dir):
     }
 
 
-def click_check(round_number, result, before, after, connections):
+def click_check(name, round_number, result, before, after, connections):
     """Compare clicks recorded during one batch run with the 302s wrk received.
 
     wrk stops on a clock, so requests gunicorn had already read (at most one per
@@ -129,17 +207,15 @@ def click_check(round_number, result, before, after, connections):
         f" recorded {delta['recorded']} -> {'OK' if ok else 'MISMATCH'} (recorded - wrk = {excess:+d},"
         f" allowed 0..{slack} in flight; shipping settled in {after['ship_wait_s']:.2f}s{unshipped})"
     )
-    return {"round": round_number, "wrk_302": wrk_302, **delta, "excess": excess, "slack": slack, "ok": ok,
+    return {"config": name, "round": round_number, "wrk_302": wrk_302, **delta, "excess": excess, "slack": slack, "ok": ok,
             "line": line}  # fmt: skip
 
 
 def summarise(runs):
     """Per config: best req/s and best p99 over the rounds, and their ratios to the no-op."""
     summary = {}
-    for config in CONFIGS:
+    for config in dict.fromkeys(run["config"] for run in runs):
         mine = [run for run in runs if run["config"] == config]
-        if not mine:
-            continue
         summary[config] = {
             "rps_each": [run["requests_per_sec"] for run in mine],
             "p99_ms_each": [run["p99_ms"] for run in mine],

@@ -20,19 +20,21 @@ def redirect_lines(result):
         f"Redirect: wrk -t{cfg['threads']} -c{cfg['connections']} -d{cfg['duration_s']}s --latency,"
         f" gunicorn --workers {cfg['gunicorn_workers']} (sync); best of {cfg['rounds']} interleaved rounds"
         " (best req/s and best p99 taken separately)",
-        f"  {'config':<7}{'req/s':>9}{'p99 ms':>9}{'req/s÷noop':>12}{'p99÷noop':>10}{'CPU us/req':>12}"
-        "   each round: req/s | p99 ms | req/s÷noop",
+        f"  {'config':<13}{'stack':<23}{'req/s':>7}{'p99 ms':>9}{'req/s÷noop':>12}{'p99÷noop':>10}"
+        f"{'CPU us/req':>12}   each round: req/s | p99 ms | req/s÷noop",
     ]
+    labels = result.get("configs", {})
     for config, fig in summary.items():
         each = ", ".join(f"{value:.0f}" for value in fig["rps_each"])
         each_p99 = ", ".join(f"{value:.1f}" for value in fig["p99_ms_each"])
         each_ratio = ", ".join(ratio(value) for value in fig["rps_ratio_each"])
         lines.append(
-            f"  {config:<7}{fig['rps']:>9.0f}{fig['p99_ms']:>9.2f}{ratio(fig['rps_ratio']):>12}"
+            f"  {config:<13}{labels.get(config, ''):<23}{fig['rps']:>7.0f}{fig['p99_ms']:>9.2f}{ratio(fig['rps_ratio']):>12}"
             f"{ratio(fig['p99_ratio']):>10}{fig['cpu_us']:>12.0f}   {each} | {each_p99} | {each_ratio}"
         )
     lines.append(
-        "  CPU us/req: CPU time of that server's gunicorn processes + redis-server per request (lowest round)"
+        "  CPU us/req: CPU time of that server's gunicorn processes + redis-server (+ a local RabbitMQ for its"
+        " task config) per request (lowest round)"
     )
     estimate = ", ".join(f"{config} {ratio(fig['cpu_bound_rps_ratio'])}" for config, fig in summary.items())
     lines.append(f"  req/s÷noop if CPU (server + redis + wrk, per request) were the only limit: {estimate}")
@@ -44,7 +46,7 @@ def redirect_lines(result):
                 " trust the ratios less (or re-run, or raise --rounds)"
             )
     for check in result["click_checks"]:
-        lines.append(f"  batch round {check['round']} {check['line']}")
+        lines.append(f"  {check.get('config', 'batch')} round {check['round']} {check['line']}")
     return lines
 
 
@@ -106,15 +108,16 @@ def targets(results):
     """Each target as a dict with its measured value and whether it was met."""
     found = []
     redirect = results.get("redirect")
-    if redirect and "batch" in redirect["summary"] and "noop" in redirect["summary"]:
-        batch = redirect["summary"]["batch"]
+    summary = redirect["summary"] if redirect and "noop" in redirect["summary"] else {}
+    for config in (name for name in summary if name.startswith("batch")):
+        batch, stack = summary[config], redirect.get("configs", {}).get(config, config)
         rps, p99 = batch["rps_ratio"], batch["p99_ratio"]
-        found.append(target("batch redirect req/s >= 0.85x no-op", rps, REDIRECT_RPS_TARGET, ">="))
+        found.append(target(f"batch redirect req/s >= 0.85x no-op ({stack})", rps, REDIRECT_RPS_TARGET, ">="))
         found[-1]["shown"] += (
             f" (median of per-round ratios {ratio(batch['rps_ratio_median'])},"
             f" CPU-bound estimate {ratio(batch['cpu_bound_rps_ratio'])})"
         )
-        found.append(target("batch redirect p99 <= 1.5x no-op", p99, REDIRECT_P99_TARGET, "<="))
+        found.append(target(f"batch redirect p99 <= 1.5x no-op ({stack})", p99, REDIRECT_P99_TARGET, "<="))
     for backend, name in BACKENDS.items():
         drain = results.get("drain", {}).get(backend)
         if drain:
@@ -140,7 +143,8 @@ def checks(results):
     redirect = results.get("redirect")
     if redirect:
         for check in redirect["click_checks"]:
-            found.append((f"batch redirect round {check['round']}: every 302 recorded once", check["ok"]))
+            name = check.get("config", "batch")
+            found.append((f"{name} redirect round {check['round']}: every 302 recorded once", check["ok"]))
     for backend, name in BACKENDS.items():
         drain = results.get("drain", {}).get(backend)
         if drain:
