@@ -43,7 +43,7 @@ format: $(VENV)/.installed-dev ## Reformat the code with ruff
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(VENV)/.installed-dev ## Run the benchmarks and print their figures (needs wrk)
+bench: $(VENV)/.installed-dev ## Run the benchmarks (needs wrk; adds PostgreSQL + RabbitMQ when found)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean: ## Remove .venv and local data under instance/
