@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
+from flask import request
 from sqlalchemy.exc import OperationalError
 
 from tests.broker import queued_tasks
@@ -111,6 +112,110 @@ def test_slug_is_case_insensitive(client, link):
 def test_head_request_redirects_too(client, link):
     response = follow(client, method="HEAD")
     assert (response.status_code, response.headers["Location"]) == (302, TARGET)
+
+
+# --- cache hits, answered before Flask (webapp.redirects.CachedRedirects) -------
+
+
+@pytest.fixture
+def flask_requests(app):
+    """How many requests reached Flask's own request handling (its before_request hooks)."""
+    seen = []
+    app.before_request(lambda: seen.append(request.path))
+    return seen
+
+
+def test_a_cached_redirect_never_reaches_flask(client, link, flask_requests):
+    first, second, third = follow(client), follow(client), follow(client)
+    assert flask_requests == ["/r/launch"]  # the miss only
+    assert [r.status_code for r in (first, second, third)] == [302] * 3
+
+
+def test_a_cached_redirect_answers_exactly_as_the_first(client, link):
+    first, cached = follow(client), follow(client)
+    for response in (first, cached):
+        assert response.headers["Location"] == TARGET
+        assert response.headers["Cache-Control"] == first.headers["Cache-Control"]
+        assert (response.status_code, response.data, response.headers["Content-Length"]) == (302, b"", "0")
+
+
+@pytest.mark.parametrize("code", [301, 307, 308])
+def test_a_cached_redirect_keeps_the_link_redirect_code(client, user, code):
+    service.create_link("https://example.com/coded", user, slug="coded", redirect_code=code)
+    assert [follow(client, "/r/coded").status_code for _ in range(2)] == [code, code]
+
+
+def test_a_cached_head_request_redirects_and_counts_as_a_bot(app, client, redis_client, link):
+    follow(client)
+    response = follow(client, method="HEAD")
+    assert (response.status_code, response.headers["Location"]) == (302, TARGET)
+    assert [click["bot"] for click in shipped_clicks(app, redis_client)] == ["", "1"]
+
+
+def test_a_cached_redirect_captures_the_same_click_fields(app, client, redis_client, link):
+    for _ in range(2):
+        client.get(
+            "/r/LAUNCH",
+            headers={"Referer": "https://news.example/item?id=1", "User-Agent": FIREFOX},
+            environ_base={"REMOTE_ADDR": "203.0.113.77"},
+        )
+    first, cached = shipped_clicks(app, redis_client)
+    same = ("link_id", "bot", "ip", "referrer", "user_agent")
+    assert [first[key] for key in same] == [cached[key] for key in same]
+    assert (cached["link_id"], cached["ip"]) == (str(link.id), "203.0.113.0")
+    assert first["event_id"] != cached["event_id"]
+
+
+def test_a_cached_redirect_believes_forwarded_for_only_from_a_trusted_proxy(make_app, redis_client, link):
+    other = make_app(TRUSTED_PROXIES=["10.0.0.0/8"])
+    client = other.test_client()
+    for peer in ("10.1.2.3", "203.0.113.77", "10.1.2.3"):
+        client.get(
+            "/r/launch", headers={"X-Forwarded-For": "198.51.100.7"}, environ_base={"REMOTE_ADDR": peer}
+        )
+    ips = [click["ip"] for click in shipped_clicks(other, redis_client)]
+    assert ips == ["198.51.100.0", "203.0.113.0", "198.51.100.0"]
+
+
+def test_a_target_with_non_ascii_text_is_sent_percent_encoded(client, user):
+    service.create_link("https://example.com/café?q=naïve", user, slug="cafe")
+    locations = {follow(client, "/r/cafe").headers["Location"] for _ in range(2)}
+    assert locations == {"https://example.com/caf%C3%A9?q=na%C3%AFve"}
+
+
+def test_a_cached_slug_answers_other_methods_through_flask(client, link, flask_requests):
+    follow(client)
+    assert follow(client, method="POST").status_code == 405
+    assert flask_requests == ["/r/launch", "/r/launch"]
+
+
+def test_a_cached_not_found_gets_flask_s_404_page(client, link, flask_requests):
+    responses = [follow(client, "/r/nothing-here") for _ in range(2)]
+    assert [r.status_code for r in responses] == [404, 404]
+    assert b"Link not found" in responses[1].data
+    assert len(flask_requests) == 2
+
+
+def test_task_mode_sends_a_task_for_every_redirect_cached_or_not(make_app, redis_client, link):
+    client = make_app(CLICK_CAPTURE_MODE="task").test_client()
+    assert [follow(client).status_code for _ in range(3)] == [302] * 3
+    assert [task.task for task in queued_click_tasks(redis_client)] == ["tasks.clicks.record_link_click"] * 3
+
+
+def test_a_click_log_that_cannot_be_written_gets_the_error_page_not_a_bare_500(
+    app, client, link, monkeypatch
+):
+    follow(client)  # cached
+
+    def disk_full(line):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(app.extensions["clickboard.click_log"], "append", disk_full)
+    monkeypatch.setitem(app.config, "PROPAGATE_EXCEPTIONS", False)  # as in production, not TESTING
+    response = follow(client)
+    assert response.status_code == 500
+    assert response.mimetype == "text/html"
+    assert b"Traceback" not in response.data
 
 
 # --- not found --------------------------------------------------------------

@@ -5,7 +5,7 @@ import os
 from flask import Flask, render_template
 from flask.json.provider import DefaultJSONProvider
 
-from webapp import clicks, redis_client, templating
+from webapp import clicks, redirects, redis_client, templating
 from webapp.config import finish_config, load_config
 from webapp.extensions import csrf, db, htmx, login_manager, migrate
 from webapp.sessions import DashboardSessionInterface
@@ -45,6 +45,7 @@ def create_app(test_config=None):
     register_blueprints(app)
     register_errorhandlers(app)
     register_commands(app)
+    app.wsgi_app = redirects.CachedRedirects(app, app.wsgi_app)
     return app
 
 
@@ -64,7 +65,7 @@ def register_extensions(app):
 
 
 def register_blueprints(app):
-    from webapp import dashboard, health, redirects
+    from webapp import dashboard, health
     from webapp.api import bp as api_bp
     from webapp.auth import views as auth_views
     from webapp.reports import views as report_views

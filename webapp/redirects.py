@@ -1,45 +1,108 @@
-"""GET /r/<slug>: the hot path. Redirect at once; the click is captured for later."""
+"""GET /r/<slug>: the hot path. Redirect at once; the click is captured for later.
 
+Two doors, one behaviour. ``CachedRedirects`` sits in front of Flask and
+answers the common case, a slug this process has a live cache entry for in
+batch mode, straight from WSGI: Flask's per-request machinery (contexts,
+hooks, the response object) costs more than resolving and capturing, and a
+redirect needs none of it (no session, no user, no database). Everything else
+goes to the Flask view ``follow_link``: a cache miss (it asks Redis, then
+the database), an unknown or disabled slug (the 404 page), task mode, other
+methods. Both build the click line and the headers with the same functions
+below.
+"""
+
+import logging
 import re
+from http import HTTPStatus
 
 from flask import Blueprint, Response, current_app, render_template, request
+from werkzeug.urls import iri_to_uri
 
 from webapp.clicks import capture
 from webapp.clicks.events import client_ip, encode_click
 
+log = logging.getLogger(__name__)
+
 bp = Blueprint("redirects", __name__)
 
+PREFIX = "/r/"
 # Anything that could never be a slug is a 404 without touching Redis.
 PLAUSIBLE_SLUG = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Every click must reach us: no browser or proxy may answer from its cache.
 NO_STORE = "private, no-store, no-cache, max-age=0"
+STATUS_LINES = {code: f"{code} {HTTPStatus(code).phrase}" for code in (301, 302, 303, 307, 308)}
 
 
-@bp.route("/r/<slug>", methods=["GET", "HEAD"])
+@bp.route(PREFIX + "<slug>", methods=["GET", "HEAD"])
 def follow_link(slug):
     if not PLAUSIBLE_SLUG.fullmatch(slug):
         return not_found(slug)
     entry = capture.resolve(slug.lower())
     if entry is None:
         return not_found(slug)
-    capture.capture(click_line(request.environ, entry.link_id))
-    code = entry.redirect_code or current_app.config["REDIRECT_STATUS_CODE"]
-    # No body: Flask's redirect() would render an HTML page nobody reads.
-    return Response(status=code, headers={"Location": entry.target_url, "Cache-Control": NO_STORE})
+    capture.capture(click_line(request.environ, entry.link_id, current_app))
+    code = redirect_code(entry, current_app.config)
+    return Response(status=code, headers=redirect_headers(entry))
 
 
-def click_line(environ, link_id):
+def click_line(environ, link_id, app):
     # Straight from the WSGI environ: the header proxies cost more than the lookups.
     ip = client_ip(
         environ.get("REMOTE_ADDR"),
         environ.get("HTTP_X_FORWARDED_FOR"),
-        current_app.extensions["clickboard.trusted_proxies"],
+        app.extensions["clickboard.trusted_proxies"],
     )
     referrer, user_agent = environ.get("HTTP_REFERER"), environ.get("HTTP_USER_AGENT")
     return encode_click(link_id, environ["REQUEST_METHOD"], referrer, user_agent, ip)
+
+
+def redirect_code(entry, config):
+    return entry.redirect_code or config["REDIRECT_STATUS_CODE"]
+
+
+def redirect_headers(entry):
+    """No body: a page saying "Redirecting..." is read by nobody."""
+    target = entry.target_url
+    # Paths and queries may hold non-ASCII text; a header must not.
+    location = target if target.isascii() else iri_to_uri(target)
+    return [("Location", location), ("Cache-Control", NO_STORE), ("Content-Length", "0")]
 
 
 def not_found(slug):
     response = current_app.make_response((render_template("link_not_found.html", slug=slug), 404))
     response.headers["Cache-Control"] = NO_STORE
     return response
+
+
+class CachedRedirects:
+    """WSGI middleware answering cache hits of batch-mode redirects before Flask sees them."""
+
+    def __init__(self, app, wsgi_app):
+        self.app = app
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        entry = self.cached_entry(environ)
+        if entry is None:
+            return self.wsgi_app(environ, start_response)
+        try:
+            self.app.extensions["clickboard.click_log"].append(click_line(environ, entry.link_id, self.app))
+        except OSError:
+            # Flask's view meets the same error and answers with the error page.
+            log.exception("could not log a click; handing the request to Flask")
+            return self.wsgi_app(environ, start_response)
+        start_response(STATUS_LINES[redirect_code(entry, self.app.config)], redirect_headers(entry))
+        return [b""]
+
+    def cached_entry(self, environ):
+        """The live local cache entry of a redirect this middleware may answer, else None."""
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith(PREFIX) or environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
+            return None
+        if self.app.config["CLICK_CAPTURE_MODE"] != "batch":
+            return None
+        slug = path[len(PREFIX) :]
+        if not PLAUSIBLE_SLUG.fullmatch(slug):
+            return None
+        hit, entry = self.app.extensions["clickboard.link_cache"].get(slug.lower())
+        return entry if hit else None  # a cached "no such link" gets Flask's 404 page
