@@ -75,8 +75,9 @@ def drain_lines(result):
             f" click rows {batch['click_rows']}); task {task['tasks']} in {task['elapsed_s']:.2f}s"
             f" {'OK' if task['ok'] else 'FAIL'} (queued {task['queued']}, counter sum {task['counted']})"
         )
-        parts = ", ".join(f"{part} {seconds:.2f}s" for part, seconds in batch["breakdown_s"].items())
-        lines.append(f"    batch time by part: {parts}")
+        for thread, parts in batch["breakdown_s"].items():
+            shown = ", ".join(f"{part} {seconds:.2f}s" for part, seconds in parts.items())
+            lines.append(f"    batch time, {thread.replace('_', ' ')}: {shown}")
     for backend in backends:
         if "parallel" in result[backend]:
             lines += parallel_lines(BACKENDS[backend], result[backend]["parallel"])

@@ -279,9 +279,7 @@ def test_clicks_committed_by_a_drain_that_died_before_acknowledging_are_counted_
     # A drain's first two steps, then death: read (now pending), commit, no XACK.
     CLICK_BUFFER.ensure_group(redis_client)
     messages = CLICK_BUFFER.read_new(redis_client, "dead-consumer", total)
-    CLICK_DRAIN.commit_rows(
-        db.engine, [click_row(fields["c"]) for _, fields in messages], check_duplicates=False
-    )
+    CLICK_DRAIN.commit_rows(db.engine, [click_row(line) for _, line in messages], check_duplicates=False)
     assert click_totals(link.id) == Totals(total, total, total)
     assert redis_client.xpending(CLICK_BUFFER.stream, CLICK_BUFFER.group)["pending"] == total
 

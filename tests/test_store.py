@@ -9,7 +9,7 @@ from datetime import datetime
 
 import pytest
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from webapp.clicks import buffer
 from webapp.clicks.buffer import CLICK_BUFFER
@@ -261,7 +261,49 @@ def test_drain_empties_the_buffer_and_counts_what_it_drained(link, redis_client)
 def test_drain_reads_batch_after_batch_up_to_its_limit(link, redis_client):
     CLICK_BUFFER.append(redis_client, lines_for(link, 25))
     assert drain(redis_client, batch_size=10, max_batches=2) == 20
+    # The read-ahead stops at the limit: nothing is left delivered but unacknowledged.
+    assert redis_client.xpending(CLICK_BUFFER.stream, CLICK_BUFFER.group)["pending"] == 0
+    assert redis_client.xlen(CLICK_BUFFER.stream) == 5
     assert drain(redis_client, batch_size=10, max_batches=2) == 5
+
+
+def test_drain_of_many_batches_records_and_acknowledges_each(link, other_link, redis_client):
+    CLICK_BUFFER.append(redis_client, lines_for(link, 230) + lines_for(other_link, 70))
+    assert drain(redis_client, batch_size=40, max_batches=100) == 300
+    assert (counter(link)[0], counter(other_link)[0], click_count()) == (230, 70, 300)
+    assert redis_client.xlen(CLICK_BUFFER.stream) == 0
+    assert buffer.counters(redis_client)["clicks_drained"] == 300
+
+
+def test_drain_stops_on_a_database_error_and_leaves_unwritten_batches_pending(
+    link, redis_client, monkeypatch
+):
+    CLICK_BUFFER.append(redis_client, lines_for(link, 30))
+    writes = []
+
+    def fail_on_second(engine, rows, check_duplicates):
+        writes.append(len(rows))
+        if len(writes) == 2:
+            raise OperationalError("INSERT", {}, Exception("database went away"))
+        return record(rows, check_duplicates)
+
+    monkeypatch.setattr(CLICK_DRAIN, "commit_rows", fail_on_second)
+    with pytest.raises(OperationalError):
+        drain(redis_client, batch_size=10)
+    monkeypatch.undo()
+    # The first batch is recorded and acknowledged; the failed one and the one read ahead wait.
+    assert counter(link)[0] == 10
+    assert redis_client.xpending(CLICK_BUFFER.stream, CLICK_BUFFER.group)["pending"] == 20
+    assert drain(redis_client, batch_size=20, reclaim_idle_seconds=0) == 20  # one reclaim of 20
+    assert (counter(link)[0], click_count()) == (30, 30)
+
+
+def test_drain_drops_a_message_without_the_click_field(link, redis_client):
+    CLICK_BUFFER.append(redis_client, lines_for(link, 2))
+    redis_client.xadd(CLICK_BUFFER.stream, {"other": "field"})  # not ours: no "c"
+    assert drain(redis_client) == 2
+    assert redis_client.xlen(CLICK_BUFFER.stream) == 0
+    assert buffer.counters(redis_client)["clicks_dropped"] == 1
 
 
 def test_drain_counts_a_line_shipped_twice_once(link, redis_client):
@@ -317,7 +359,7 @@ def test_drain_of_messages_committed_before_a_crash_counts_them_once(link, redis
     CLICK_BUFFER.append(redis_client, lines_for(link, 3))
     CLICK_BUFFER.ensure_group(redis_client)
     messages = CLICK_BUFFER.read_new(redis_client, "dead-drain", 10)
-    CLICK_DRAIN.commit_rows(db.engine, [click_row(fields["c"]) for _, fields in messages], False)
+    CLICK_DRAIN.commit_rows(db.engine, [click_row(line) for _, line in messages], False)
     assert drain(redis_client, reclaim_idle_seconds=0) == 0
     assert (click_count(), counter(link)[0]) == (3, 3)
 

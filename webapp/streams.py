@@ -7,6 +7,10 @@ commit acknowledges and deletes them (``XACK`` + ``XDEL``). A message whose
 consumer died stays pending and is taken over (``XAUTOCLAIM``) once idle
 for ``reclaim_idle_seconds``.
 
+Redis and the database take turns less than they would: while a batch is
+written, a helper thread already reads the next one and acknowledges the one
+before, so Redis's share of the time mostly overlaps the database's.
+
 Crash safety: a drain killed before its commit leaves messages pending for
 another drain; one killed after the commit but before the acknowledgement
 leaves messages whose event ids are already stored, and the duplicate check
@@ -17,6 +21,7 @@ import logging
 import os
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import redis
 from sqlalchemy.exc import IntegrityError
@@ -49,6 +54,23 @@ return added
 """
 # Small enough that one call never holds Redis for long (~500 click lines).
 APPEND_CHUNK = 500
+# KEYS: stream. ARGV: group, consumer, count, field. XREADGROUP for one-field
+# messages, answered flat (id, value, id, value ...): redis-py would build a
+# dict per message, which cost the drain more than Redis's own work.
+READ_VALUES = """
+local reply = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>')
+if not reply then return {} end
+local flat = {}
+for i, entry in ipairs(reply[1][2]) do
+  local fields, value = entry[2], false
+  for j = 1, #fields, 2 do
+    if fields[j] == ARGV[4] then value = fields[j + 1] end
+  end
+  flat[2 * i - 1] = entry[1]
+  flat[2 * i] = value
+end
+return flat
+"""
 
 
 class StreamBuffer:
@@ -56,7 +78,8 @@ class StreamBuffer:
 
     def __init__(self, stream, group, metric, field=None):
         # With ``field``, a message is one line of text (no newline in it)
-        # stored under that field name; without, a dict of fields.
+        # stored under that field name, and read back as that text (None if
+        # the message lacks the field); without, a dict of fields.
         self.field = field
         self.stream = stream
         self.group = group
@@ -90,16 +113,25 @@ class StreamBuffer:
         return script(keys=[self.stream, self.buffered_key], args=[self.field, text])
 
     def read_new(self, client, consumer, count):
-        """Up to ``count`` messages never delivered to any consumer."""
+        """Up to ``count`` (id, message) pairs never delivered to any consumer."""
+        if self.field:
+            flat = cached_script(client, READ_VALUES)(
+                keys=[self.stream], args=[self.group, consumer, count, self.field]
+            )
+            pairs = iter(flat)
+            return list(zip(pairs, pairs, strict=True))
         reply = client.xreadgroup(self.group, consumer, {self.stream: ">"}, count=count)
         return reply[0][1] if reply else []
 
     def reclaim_stale(self, client, consumer, idle_seconds, count):
-        """Messages delivered to a consumer that has not acknowledged them in time."""
+        """(id, message) pairs delivered to a consumer that has not acknowledged them in time."""
         reply = client.xautoclaim(
             self.stream, self.group, consumer, min_idle_time=int(idle_seconds * 1000), count=count
         )
-        return [(message_id, fields) for message_id, fields in reply[1] if fields]
+        claimed = [(message_id, fields) for message_id, fields in reply[1] if fields]
+        if self.field:
+            return [(message_id, fields.get(self.field)) for message_id, fields in claimed]
+        return claimed
 
     def acknowledge(self, client, message_ids, recorded):
         """XACK and XDEL the batch and count it, in one call (the ids are sent once)."""
@@ -130,7 +162,8 @@ def consumer_name():
 class StreamDrain:
     """Moves a buffer's messages into the database.
 
-    ``to_row(message)`` turns a message into a row dict (None if malformed);
+    ``to_row(message)`` turns a message (its text, for a one-field buffer) into
+    a row dict (None if malformed);
     ``record(conn, rows, check_duplicates)`` writes rows inside the given
     transaction and returns how many were new.
     """
@@ -157,29 +190,47 @@ class StreamDrain:
         if stale:
             log.warning("reclaimed %d messages of %s from a dead drain", len(stale), self.buffer.stream)
             recorded += self.drain_batch(client, engine, stale, check_duplicates=True)
-        for _ in range(max_batches):
-            messages = self.buffer.read_new(client, consumer, batch_size)
-            if messages:
-                recorded += self.drain_batch(client, engine, messages, check_duplicates=False)
-            if len(messages) < batch_size:
-                break
+        # One helper thread, so its Redis calls keep their order: read N+1, ack N, read N+2 ...
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="drain-redis") as redis_io:
+            acks = []
+            next_read = redis_io.submit(self.buffer.read_new, client, consumer, batch_size)
+            for number in range(1, max_batches + 1):
+                messages = next_read.result()
+                more = len(messages) == batch_size and number < max_batches
+                if more:
+                    next_read = redis_io.submit(self.buffer.read_new, client, consumer, batch_size)
+                if messages:
+                    written = self.write_batch(engine, messages, check_duplicates=False)
+                    recorded += written
+                    acks.append(redis_io.submit(self.acknowledge, client, messages, written))
+                if not more:
+                    break
+            for ack in acks:
+                ack.result()  # an ack that failed leaves its messages pending: reclaimed, then skipped
         client.set(self.buffer.last_drain_key, f"{time.time():.3f}")
         return recorded
 
     def drain_batch(self, client, engine, messages, check_duplicates):
+        """Write one batch, then acknowledge it; return the rows recorded."""
+        recorded = self.write_batch(engine, messages, check_duplicates)
+        self.acknowledge(client, messages, recorded)
+        return recorded
+
+    def write_batch(self, engine, messages, check_duplicates):
         rows = [row for row in (self.to_row(fields) for _, fields in messages) if row]
         if len(rows) < len(messages):
             log.error("dropping %d malformed messages from %s", len(messages) - len(rows), self.buffer.stream)
-        recorded = 0
-        if rows:
-            try:
-                recorded = self.commit_rows(engine, rows, check_duplicates)
-            except IntegrityError:
-                # Some message was recorded before (a replayed spool, a reclaim
-                # from a drain that was only slow): write again, skipping those.
-                recorded = self.commit_rows(engine, rows, check_duplicates=True)
+        if not rows:
+            return 0
+        try:
+            return self.commit_rows(engine, rows, check_duplicates)
+        except IntegrityError:
+            # Some message was recorded before (a replayed spool, a reclaim
+            # from a drain that was only slow): write again, skipping those.
+            return self.commit_rows(engine, rows, check_duplicates=True)
+
+    def acknowledge(self, client, messages, recorded):
         self.buffer.acknowledge(client, [message_id for message_id, _ in messages], recorded)
-        return recorded
 
     def commit_rows(self, engine, rows, check_duplicates):
         with engine.begin() as conn:
