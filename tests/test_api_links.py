@@ -2,7 +2,7 @@
 
 import json
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,6 +16,7 @@ from webapp.clicks.store import record_clicks
 from webapp.extensions import db
 from webapp.links import service
 from webapp.links.validation import GENERATED_SLUG_LENGTH, SLUG_ALPHABET
+from webapp.models import ApiToken, utcnow
 
 URL = "https://example.com/page"
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -181,6 +182,43 @@ def test_show_without_a_token_is_401(client, api_headers):
 def test_rejected_token_creates_nothing(client, user):
     create(client, {"Authorization": "Bearer nope"}, url=URL, slug="launch")
     assert service.get_link("launch") is None
+
+
+def last_used(token):
+    return db.session.scalar(db.select(ApiToken.last_used_at).where(ApiToken.id == token.id))
+
+
+def test_a_new_token_was_never_used(user):
+    token, _ = issue_token(user, "fresh")
+    assert last_used(token) is None
+
+
+def test_an_accepted_call_records_when_its_token_was_used(client, user):
+    token, plaintext = issue_token(user, "script")
+    before = utcnow()
+    create(client, {"Authorization": f"Bearer {plaintext}"}, url=URL)
+    assert before <= last_used(token) <= utcnow()
+
+
+def test_last_use_is_written_at_most_once_a_minute(client, user):
+    token, plaintext = issue_token(user, "busy")
+    headers = {"Authorization": f"Bearer {plaintext}"}
+    create(client, headers, url=URL, slug="first")
+    first = last_used(token)
+    client.get("/api/links/first", headers=headers)
+    assert last_used(token) == first  # within the minute: no write
+    older = first - timedelta(minutes=2)
+    db.session.execute(db.update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=older))
+    db.session.commit()
+    client.get("/api/links/first", headers=headers)
+    assert last_used(token) > first
+
+
+def test_a_rejected_call_records_no_use(client, user):
+    token, plaintext = issue_token(user, "soon revoked")
+    revoke_token(token)
+    create(client, {"Authorization": f"Bearer {plaintext}"}, url=URL)
+    assert last_used(token) is None
 
 
 # --- malformed requests -----------------------------------------------------

@@ -611,6 +611,16 @@ def test_tokens_page_lists_tokens_newest_first(owner):
     assert [(row[0], row[2]) for row in rows] == [("second", "active"), ("first", "active")]
 
 
+def test_tokens_page_shows_when_each_token_was_last_used(app, owner, link):
+    plaintext = new_token(create_token(owner, "used").text)
+    create_token(owner, "idle")
+    app.test_client().get("/api/links/launch", headers={"Authorization": f"Bearer {plaintext}"})
+    rows = {row[0]: row[3] for row in table_rows(owner.get("/tokens").text)}
+    assert rows["idle"] == "never"
+    used = datetime.strptime(rows["used"], "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+    assert abs(used.timestamp() - time.time()) < 120
+
+
 def test_revoking_a_token_answers_303_and_marks_it_revoked(owner):
     create_token(owner, "deploy")
     html = owner.get("/tokens").text

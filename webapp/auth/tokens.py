@@ -2,14 +2,19 @@
 
 import hashlib
 import secrets
+from datetime import timedelta
 from functools import wraps
 
 from flask import g, jsonify, request
+from sqlalchemy import update
 
 from webapp.extensions import db
 from webapp.models import ApiToken, utcnow
 
 TOKEN_PREFIX = "cb_"
+# "Last used" is kept to the minute: a busy token costs one UPDATE a minute,
+# not one per API call (page-view ingest makes many).
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def hash_token(plaintext):
@@ -40,6 +45,15 @@ def token_from_header(header):
     return db.session.execute(query).scalar_one_or_none()
 
 
+def note_use(token):
+    """Record that ``token`` was used now, unless that was already recorded this minute."""
+    now = utcnow()
+    if token.last_used_at is not None and now - token.last_used_at < LAST_USED_RESOLUTION:
+        return
+    db.session.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now))
+    db.session.commit()
+
+
 def token_required(view):
     """Reject requests without a valid ``Authorization: Bearer`` token (401 JSON)."""
 
@@ -50,6 +64,7 @@ def token_required(view):
             response = jsonify(error="a valid API token is required: Authorization: Bearer <token>")
             response.headers["WWW-Authenticate"] = 'Bearer realm="clickboard"'
             return response, 401
+        note_use(token)
         g.api_user = token.user
         return view(*args, **kwargs)
 
