@@ -34,9 +34,10 @@ from tests.dashboard_helpers import (
 from webapp.auth.throttle import MAX_FAILURES
 from webapp.auth.tokens import issue_token
 from webapp.auth.users import create_user
+from webapp.auth.views import load_user
 from webapp.extensions import db
 from webapp.links import service
-from webapp.models import ApiToken, Link, ReportRun
+from webapp.models import ApiToken, Link, ReportRun, User
 
 WRONG_PASSWORD = "not the password"
 
@@ -338,6 +339,54 @@ def test_logout_ends_the_session(owner):
     response = owner.post("/logout", data={"csrf_token": csrf_token(owner, "/links")})
     assert (response.status_code, location(response)[0]) == (302, "/login")
     assert owner.get("/links").status_code == 302
+
+
+def session_cookie(client):
+    return client.get_cookie("session").value
+
+
+def with_session_cookie(app, value):
+    """Another browser holding a copy of a session cookie."""
+    copy = visitor(app, address="198.51.100.20")
+    copy.set_cookie("session", value)
+    return copy
+
+
+def log_out(client):
+    return client.post("/logout", data={"csrf_token": csrf_token(client, "/links")})
+
+
+def test_a_copied_session_cookie_works_until_logout(app, owner):
+    copy = with_session_cookie(app, session_cookie(owner))
+    assert is_logged_in(copy)
+    log_out(owner)
+    assert not is_logged_in(copy)
+
+
+def test_logout_ends_the_user_s_sessions_in_every_browser(app, user, owner):
+    laptop = logged_in(app)
+    log_out(owner)
+    assert not is_logged_in(laptop)
+    assert is_logged_in(logged_in(app))  # logging in again works
+
+
+def test_logout_leaves_other_users_logged_in(app, owner, other):
+    someone_else = logged_in(app, OTHER_EMAIL, OTHER_PASSWORD)
+    log_out(owner)
+    assert is_logged_in(someone_else)
+
+
+def test_a_new_password_ends_the_sessions_opened_with_the_old_one(app, user, owner):
+    fresh(User, user.id).set_password("a brand new password")
+    db.session.commit()
+    assert not is_logged_in(owner)
+    assert is_logged_in(logged_in(app, password="a brand new password"))
+
+
+@pytest.mark.parametrize("session_id", ["1", "1:", ":0", "1:x", "x:0", "1:0:0", ""])
+def test_a_session_id_that_is_not_user_and_epoch_logs_nobody_in(app, user, session_id):
+    with app.test_request_context():
+        assert load_user(session_id) is None
 
 
 def test_logout_by_get_is_not_allowed_and_keeps_the_session(owner):

@@ -45,9 +45,20 @@ class User(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(String(256))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Part of the id every session carries: sessions are signed cookies that
+    # the server cannot delete, so ending them means changing this number.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    def get_id(self):
+        return f"{self.id}:{self.session_epoch or 0}"
+
+    def end_sessions(self):
+        """Make every session of this user, on any browser, invalid from now on."""
+        self.session_epoch = (self.session_epoch or 0) + 1
 
     def set_password(self, password):
         self.password_hash = generate_password_hash(password)
+        self.end_sessions()  # a new password logs out whoever knew the old one
 
     def check_password(self, password):
         return check_password_hash(self.password_hash, password)

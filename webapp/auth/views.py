@@ -23,8 +23,13 @@ class LoginForm(FlaskForm):
 
 
 @login_manager.user_loader
-def load_user(user_id):
-    return db.session.get(User, int(user_id))
+def load_user(session_id):
+    """The user of a session id ``<user id>:<session epoch>`` (``User.get_id``), if still valid."""
+    user_id, _, epoch = session_id.partition(":")
+    if not (user_id.isdigit() and epoch.isdigit()):
+        return None  # a session from before epochs, or a forged one: log in again
+    user = db.session.get(User, int(user_id))
+    return user if user is not None and user.session_epoch == int(epoch) else None
 
 
 @login_manager.unauthorized_handler
@@ -75,5 +80,9 @@ def login_address():
 @bp.post("/logout")
 @login_required
 def logout():
+    # Forgetting this browser's cookie is not enough: a copy of it would still
+    # be valid. Ending the user's sessions everywhere is what makes it so.
+    current_user.end_sessions()
+    db.session.commit()
     logout_user()
     return redirect(url_for("auth.login"))
