@@ -20,6 +20,7 @@ from werkzeug.urls import iri_to_uri
 
 from webapp.clicks import capture
 from webapp.clicks.events import client_ip, encode_click
+from webapp.links.service import REDIRECT_CODES
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ PREFIX = "/r/"
 PLAUSIBLE_SLUG = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Every click must reach us: no browser or proxy may answer from its cache.
 NO_STORE = "private, no-store, no-cache, max-age=0"
-STATUS_LINES = {code: f"{code} {HTTPStatus(code).phrase}" for code in (301, 302, 303, 307, 308)}
+STATUS_LINES = {code: f"{code} {HTTPStatus(code).phrase}" for code in REDIRECT_CODES}
 
 
 @bp.route(PREFIX + "<slug>", methods=["GET", "HEAD"])
