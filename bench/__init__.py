@@ -7,6 +7,6 @@ times a subprocess and reads its peak RSS, ``slowreport_child`` is the
 process one report computation runs in, ``dashboard`` logs in and writes
 wrk's Lua scripts, ``poller`` sends paced (open-loop) requests, ``report``
 and ``tables`` print the tables and write the JSON, ``noop_app`` is the
-baseline Flask app, ``postgres`` and ``rabbitmq`` find the PostgreSQL server (and its
-scratch database) and the RabbitMQ broker the bench also runs on.
+baseline Flask app, ``postgres`` and ``rabbitmq`` find (by ``servers``' rule) the PostgreSQL
+server, with its scratch database, and the RabbitMQ broker the bench also runs on.
 """

@@ -26,6 +26,7 @@ import time
 from collections import defaultdict
 
 from bench import clicks
+from bench.report import BACKENDS
 from tests.broker import purge_queues
 from webapp import create_app
 from webapp.clicks import store
@@ -37,7 +38,6 @@ from webapp.ops import queue_depths
 from webapp.redis_client import worker_redis
 
 TASK_NAME = "tasks.clicks.record_link_click"
-BACKENDS = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 HOT_SHARE = 0.9
 
 

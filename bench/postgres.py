@@ -9,41 +9,34 @@ for each phase, migrated like the SQLite one, and dropped at the end. No
 other database is touched.
 """
 
-import os
-
 import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from bench.servers import Unreachable, find_server
+
 ENV_VAR = "BENCH_DATABASE_URL"
 LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 SCRATCH_NAME = "clickboard_bench"
-OFF = "off"
 
 
 def server_url():
-    """(admin URL or None, why it is None). Raises ValueError for a URL that is not PostgreSQL."""
-    configured = os.environ.get(ENV_VAR, "").strip()
-    if configured.lower() == OFF:
-        return None, f"{ENV_VAR}=off"
-    url = configured or LOCAL_URL
+    """(admin URL or None, why it is None); see ``bench.servers``."""
+    return find_server(ENV_VAR, LOCAL_URL, "PostgreSQL", probe)
+
+
+def probe(url):
     if make_url(url).get_backend_name() != "postgresql":
         raise ValueError(f"{ENV_VAR} must be a postgresql:// URL, not {make_url(url).drivername}://")
     try:
         with psycopg.connect(conninfo(make_url(url)), connect_timeout=3):
-            return url, None
+            pass
     except psycopg.OperationalError as exc:
-        if configured:
-            raise ValueError(f"{ENV_VAR}: cannot connect to {hidden(url)}: {exc}") from exc
-        return None, f"no PostgreSQL answers at {LOCAL_URL} (set {ENV_VAR} to use another server)"
+        raise Unreachable(exc) from exc
 
 
 def conninfo(url):
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def hidden(url):
-    return make_url(url).render_as_string(hide_password=True)
 
 
 class ScratchDatabase:

@@ -20,6 +20,7 @@ import requests
 from flask_migrate import upgrade
 
 from bench import postgres, rabbitmq
+from bench.servers import hidden
 from tests.processes import RedisServer, WebServer, celery_beat, celery_worker, wait_for
 from webapp import create_app
 from webapp.extensions import db
@@ -106,11 +107,11 @@ class Stack:
     def describe_services(self):
         """One line each: which database and broker servers the bench found beside its own Redis."""
         if self.postgres_url:
-            yield f"PostgreSQL {self.scratch.version()} at {postgres.hidden(self.postgres_url)}"
+            yield f"PostgreSQL {self.scratch.version()} at {hidden(self.postgres_url)}"
         else:
             yield f"PostgreSQL: skipped, {self.postgres_missing}"
         if self.rabbitmq_url:
-            yield f"RabbitMQ at {rabbitmq.hidden(self.rabbitmq_url)}"
+            yield f"RabbitMQ at {hidden(self.rabbitmq_url)}"
         else:
             yield f"RabbitMQ: skipped, {self.rabbitmq_missing}"
 

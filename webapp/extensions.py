@@ -2,29 +2,13 @@
 
 import sqlite3
 
-from flask import current_app, request
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from flask_wtf import csrf as flask_wtf_csrf
+from flask_wtf.csrf import CSRFProtect
 from htmx_flask import Htmx
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-
-
-class CSRFProtect(flask_wtf_csrf.CSRFProtect):
-    """Flask-WTF's, asking the method first.
-
-    Flask-WTF looks up the view's exemptions before the method, on every
-    request; GET and HEAD (the redirect, at thousands a second) never need a
-    token, so they leave at the first test.
-    """
-
-    def protect(self, apply_exemptions=False):
-        if request.method not in current_app.config["WTF_CSRF_METHODS"]:
-            return None
-        return super().protect(apply_exemptions)
-
 
 db = SQLAlchemy()
 migrate = Migrate()
