@@ -5,7 +5,7 @@ import os
 from flask import Flask, render_template
 from flask.json.provider import DefaultJSONProvider
 
-from webapp import clicks, redirects, redis_client, templating
+from webapp import clicks, pageviews, redirects, redis_client, templating
 from webapp.config import finish_config, load_config
 from webapp.extensions import csrf, db, htmx, login_manager, migrate
 from webapp.sessions import DashboardSessionInterface
@@ -61,6 +61,7 @@ def register_extensions(app):
     migrate.init_app(app, db, directory=os.path.join(PROJECT_ROOT, "migrations"))
     redis_client.init_app(app)
     clicks.init_app(app)
+    pageviews.init_app(app)
     celery_init_app(app)
 
 

@@ -10,12 +10,15 @@ import time
 from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from redis import RedisError
 from sqlalchemy import text
 
+from webapp import spool
 from webapp.clicks import buffer, click_log
 from webapp.clicks.buffer import CLICK_BUFFER
+from webapp.durable_counters import HostCounters
 from webapp.extensions import db
-from webapp.redis_client import request_redis
+from webapp.redis_client import eviction_warning, request_redis
 
 bp = Blueprint("health", __name__)
 
@@ -29,7 +32,31 @@ def check_redis():
     client = request_redis().client
     client.ping()
     length, lag = CLICK_BUFFER.backlog(client)
-    return {"ok": True, "click_backlog": length, "click_lag_seconds": round(lag, 3)}
+    result = {"ok": True, "click_backlog": length, "click_lag_seconds": round(lag, 3)}
+    try:
+        warning = eviction_warning(client)
+    except RedisError as exc:  # CONFIG may be disabled on a managed Redis
+        warning = f"maxmemory-policy unknown: {exc}"[:200]
+    if warning:
+        result["warning"] = warning
+    return result
+
+
+def check_spools():
+    """Whether this host's spools can take lines: the disk, and this process's last write."""
+    problems = {}
+    for name, spool_log in spool_logs().items():
+        problem = spool_log.failing() or spool.disk_problem(spool_log.directory)
+        if problem:
+            problems[name] = problem
+    return {"ok": not problems, **problems}
+
+
+def spool_logs():
+    return {
+        "click_log": current_app.extensions["clickboard.click_log"],
+        "pageview_log": current_app.extensions["clickboard.pageview_log"],
+    }
 
 
 def check_broker():
@@ -47,7 +74,13 @@ def check_workers():
     return {"ok": age is not None and age < limit, "last_drain_seconds_ago": age and round(age, 1)}
 
 
-CHECKS = {"db": check_database, "redis": check_redis, "broker": check_broker, "workers": check_workers}
+CHECKS = {
+    "db": check_database,
+    "redis": check_redis,
+    "broker": check_broker,
+    "workers": check_workers,
+    "spool": check_spools,
+}
 
 
 def run_check(check):
@@ -84,6 +117,38 @@ class ClickPipelineCollector:
             "clickboard_click_log_files",
             "Click log files on this host (one per live process, more while Redis is away)",
             value=click_log.pending_files(current_app.config["CLICK_LOG_DIR"]),
+        )
+        yield from spool_metrics()
+
+
+SPOOL_COUNTERS = {
+    "lost": "lines the disk refused beyond what memory could hold",
+    "reshipped": "lines shipped again because Redis lost them",
+    "shipped_late": "lines shipped by another process than the one that took them",
+    "released_unconfirmed": "kept files deleted before the drain confirmed them (disk bound)",
+}
+
+
+def spool_metrics():
+    """This host's spool counters: kept on its disk, so a Redis that restarts empty keeps them."""
+    for spool_log in spool_logs().values():
+        totals = HostCounters(spool_log.directory).totals()
+        metric = spool_log.metric
+        for name, help_text in SPOOL_COUNTERS.items():
+            yield CounterMetricFamily(
+                f"clickboard_{metric}_spool_{name}",
+                f"{metric.capitalize()}: {help_text} (this host)",
+                value=totals.get(f"{metric}_{name}", 0),
+            )
+        yield GaugeMetricFamily(
+            f"clickboard_{metric}_spool_kept_files",
+            f"{metric.capitalize()}: shipped files kept until the drain confirms them (this host)",
+            value=spool.kept_files(spool_log.directory),
+        )
+        yield GaugeMetricFamily(
+            f"clickboard_{metric}_spool_failing",
+            f"{metric.capitalize()}: 1 if this host's spool cannot take lines now",
+            value=int(bool(spool_log.failing() or spool.disk_problem(spool_log.directory))),
         )
 
 

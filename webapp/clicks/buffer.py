@@ -7,7 +7,7 @@ from webapp.streams import StreamBuffer
 
 CLICK_BUFFER = StreamBuffer("cb:clicks", "drain", metric="clicks", field="c")
 # Clicks shipped by another process than the one that captured them (it died).
-CLICKS_SHIPPED_LATE_KEY = "cb:metrics:clicks_shipped_late"
+CLICKS_SHIPPED_LATE_KEY = CLICK_BUFFER.shipped_late_key
 
 
 def counters(client):
