@@ -44,19 +44,8 @@ def check_redis():
 
 def check_spools():
     """Whether this host's spools can take lines: the disk, and this process's last write."""
-    problems = {}
-    for name, spool_log in spool_logs().items():
-        problem = spool_log.failing() or spool.disk_problem(spool_log.directory)
-        if problem:
-            problems[name] = problem
-    return {"ok": not problems, **problems}
-
-
-def spool_logs():
-    return {
-        "click_log": current_app.extensions["clickboard.click_log"],
-        "pageview_log": current_app.extensions["clickboard.pageview_log"],
-    }
+    found = spool.problems()
+    return {"ok": not found, **found}
 
 
 def check_broker():
@@ -131,7 +120,7 @@ SPOOL_COUNTERS = {
 
 def spool_metrics():
     """This host's spool counters: kept on its disk, so a Redis that restarts empty keeps them."""
-    for spool_log in spool_logs().values():
+    for spool_log in spool.app_spools().values():
         totals = HostCounters(spool_log.directory).totals()
         metric = spool_log.metric
         for name, help_text in SPOOL_COUNTERS.items():

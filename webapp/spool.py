@@ -51,6 +51,7 @@ import threading
 import time
 import uuid
 
+from flask import current_app
 from redis import RedisError
 
 from webapp.durable_counters import HostCounters
@@ -396,6 +397,25 @@ def pending_files(directory):
 
 def kept_files(directory):
     return sum(1 for name in list_directory(directory) if name.endswith(KEPT_SUFFIX))
+
+
+def app_spools():
+    """The current app's spools by name (set up by ``webapp.clicks`` and ``webapp.pageviews``)."""
+    return {
+        "click_log": current_app.extensions["clickboard.click_log"],
+        "pageview_log": current_app.extensions["clickboard.pageview_log"],
+    }
+
+
+def problems():
+    """Why each of the app's spools cannot take lines now (this process's last write failed,
+    or its disk is unwritable or nearly full), by name; empty when all is well."""
+    found = {}
+    for name, spool in app_spools().items():
+        problem = spool.failing() or disk_problem(spool.directory)
+        if problem:
+            found[name] = problem
+    return found
 
 
 def disk_problem(directory, min_free_bytes=1 << 20):

@@ -9,12 +9,12 @@ import time
 
 from flask import current_app, render_template
 
-from webapp import ops
+from webapp import ops, spool
 from webapp.clicks import click_log
 from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.dashboard import bp
 from webapp.pageviews.ingest import PAGEVIEW_BUFFER
-from webapp.redis_client import request_redis
+from webapp.redis_client import eviction_warning, request_redis
 
 
 @bp.get("/ops")
@@ -51,6 +51,8 @@ def ops_context():
         "last_drain": lambda: float(client.get(CLICK_BUFFER.last_drain_key) or 0) or None,
         "queues": recent_queue_depths,
         "log_files": lambda: click_log.pending_files(current_app.config["CLICK_LOG_DIR"]),
+        "kept_files": lambda: click_log.kept_files(current_app.config["CLICK_LOG_DIR"]),
+        "warnings": lambda: pipeline_warnings(client),
     }
     for name, read in readers.items():
         try:
@@ -59,3 +61,10 @@ def ops_context():
             context[name] = None
             context["problems"].append(f"{name}: {type(exc).__name__}: {exc}"[:200])
     return context
+
+
+def pipeline_warnings(client):
+    """What puts clicks at risk although everything answers: an evicting Redis, a failing spool."""
+    warnings = [f"{name.replace('_', ' ')}: {problem}" for name, problem in spool.problems().items()]
+    eviction = eviction_warning(client)
+    return [eviction, *warnings] if eviction else warnings
