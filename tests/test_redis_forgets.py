@@ -328,13 +328,14 @@ def tiny_disk(tmp_path):
 
 
 def fill(directory):
-    with open(os.path.join(directory, "filler"), "wb") as filler:
-        try:
-            while True:
-                filler.write(b"x" * 4096)
-                filler.flush()
-        except OSError:
+    fd = os.open(os.path.join(directory, "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while os.write(fd, b"x" * 4096):
             pass
+    except OSError:
+        pass  # full
+    finally:
+        os.close(fd)
 
 
 @pytest.mark.integration
