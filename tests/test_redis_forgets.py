@@ -359,3 +359,29 @@ def test_a_full_click_log_disk_still_redirects_says_so_and_counts_every_click(
     assert health.json()["spool"]["ok"] is False
     wait_for(lambda: counter_of(link.id) >= 320, timeout=60, message="320 clicks counted")
     assert counter_of(link.id) == 320
+
+
+def test_drained_and_dropped_totals_on_metrics_survive_redis_losing_its_data(
+    click_log, link, client, redis_client
+):
+    log_clicks(click_log, link, 7)
+    click_log.append("a torn line")
+    click_log.ship_own()
+    drain()
+    redis_client.flushall()
+    assert redis_client.get(CLICK_BUFFER.drained_key) is None  # Redis's own copy is gone
+
+    metrics = client.get("/metrics").text
+
+    assert "clickboard_clicks_drained_total 7.0" in metrics
+    assert "clickboard_clicks_dropped_total 1.0" in metrics
+
+
+@pytest.mark.integration
+def test_a_worker_started_on_an_evicting_redis_says_so_in_its_log(processes, evicting_redis):
+    worker = processes.worker(queues="clicks")
+    wait_for(
+        lambda: "maxmemory-policy is allkeys-lru" in worker.log_text(),
+        timeout=60,
+        message="the eviction warning in the worker's log",
+    )

@@ -12,8 +12,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from redis import RedisError
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
-from webapp import spool
+from webapp import pipeline_counters, spool
 from webapp.clicks import buffer, click_log
 from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.durable_counters import HostCounters
@@ -90,11 +91,12 @@ def healthz():
 
 
 class ClickPipelineCollector:
-    """Reads the counters the redirect and the drain keep in Redis."""
+    """The pipeline's counters: drained and dropped from the database (exact, and kept when
+    Redis loses its data), the rest from Redis and from this host's spool counters."""
 
     def collect(self):
         client = request_redis().client
-        totals = buffer.counters(client)
+        totals = {**buffer.counters(client), **drained_and_dropped()}
         length, lag = CLICK_BUFFER.backlog(client)
         for name, value in totals.items():
             yield CounterMetricFamily(f"clickboard_{name}", f"Total {name.replace('_', ' ')}", value=value)
@@ -108,6 +110,19 @@ class ClickPipelineCollector:
             value=click_log.pending_files(current_app.config["CLICK_LOG_DIR"]),
         )
         yield from spool_metrics()
+
+
+DRAIN_COUNTERS = ("clicks_drained", "clicks_dropped", "pageviews_drained", "pageviews_dropped")
+
+
+def drained_and_dropped():
+    """The drain's totals from the database; none (Redis's copies stand) if it does not answer."""
+    try:
+        recorded = pipeline_counters.totals(db.session)
+    except SQLAlchemyError:
+        db.session.rollback()
+        return {}
+    return {name: recorded.get(name, 0) for name in DRAIN_COUNTERS}
 
 
 SPOOL_COUNTERS = {

@@ -9,6 +9,7 @@ alive, without Celery's broadcast ``inspect`` and its timeouts.
 
 import contextlib
 import json
+import logging
 import socket
 import threading
 import time
@@ -17,6 +18,9 @@ from amqp.exceptions import ChannelError
 from celery import signals
 
 from webapp.config import TASK_QUEUES
+from webapp.redis_client import eviction_warning
+
+log = logging.getLogger(__name__)
 
 HEARTBEAT_KEY = "cb:workers:{}"
 HEARTBEAT_PATTERN = "cb:workers:*"
@@ -41,6 +45,7 @@ def connect_worker_signals(app):
             sorted(queue.name for queue in sender.app.amqp.queues.consume_from.values()) if sender else []
         )
         threading.Thread(target=beat, args=(redis, name, queues, stop), daemon=True).start()
+        warn_if_evicting(redis())
 
     @signals.worker_shutdown.connect(weak=False)
     def stop_heartbeat(sender, **_):
@@ -63,6 +68,17 @@ def connect_worker_signals(app):
             pipe.execute()
         except Exception:  # noqa: BLE001 - never let bookkeeping fail a worker
             pass
+
+
+def warn_if_evicting(client):
+    """Say at start-up, in the worker's log, if Redis may evict buffered clicks."""
+    try:
+        warning = eviction_warning(client)
+    except Exception as exc:  # noqa: BLE001 - Redis down or CONFIG disabled: the check waits for /healthz
+        log.info("could not read Redis's maxmemory-policy: %s", exc)
+        return
+    if warning:
+        log.warning(warning)
 
 
 def beat(redis, name, queues, stop):

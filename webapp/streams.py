@@ -28,6 +28,7 @@ from typing import NamedTuple
 import redis
 from sqlalchemy.exc import IntegrityError
 
+from webapp import pipeline_counters
 from webapp.redis_client import cached_script
 
 log = logging.getLogger(__name__)
@@ -354,20 +355,22 @@ class StreamDrain:
 
     def write_batch(self, engine, messages, check_duplicates):
         rows = [row for row in (self.to_row(fields) for _, fields in messages) if row]
-        if len(rows) < len(messages):
-            log.error("dropping %d malformed messages from %s", len(messages) - len(rows), self.buffer.stream)
-        if not rows:
-            return 0
+        dropped = len(messages) - len(rows)
+        if dropped:
+            log.error("dropping %d malformed messages from %s", dropped, self.buffer.stream)
         try:
-            return self.commit_rows(engine, rows, check_duplicates)
+            return self.commit_rows(engine, rows, check_duplicates, dropped)
         except IntegrityError:
             # Some message was recorded before (a replayed spool, a reclaim
             # from a drain that was only slow): write again, skipping those.
-            return self.commit_rows(engine, rows, check_duplicates=True)
+            return self.commit_rows(engine, rows, True, dropped)
 
     def acknowledge(self, client, messages, recorded):
         self.buffer.acknowledge(client, [message_id for message_id, _ in messages], recorded)
 
-    def commit_rows(self, engine, rows, check_duplicates):
+    def commit_rows(self, engine, rows, check_duplicates, dropped=0):
         with engine.begin() as conn:
-            return self.record(conn, rows, check_duplicates)
+            recorded = self.record(conn, rows, check_duplicates) if rows else 0
+            metric = self.buffer.metric
+            pipeline_counters.add_counts(conn, {f"{metric}_drained": recorded, f"{metric}_dropped": dropped})
+            return recorded
