@@ -33,6 +33,8 @@ URL_MAX_LENGTH = 2048
 SLUG_MAX_LENGTH = 64
 REFERRER_MAX_LENGTH = 512
 USER_AGENT_MAX_LENGTH = 512
+TITLE_MAX_LENGTH = 200
+TAG_MAX_LENGTH = 40
 
 
 def utcnow():
@@ -96,8 +98,52 @@ class Link(db.Model):
     target_error: Mapped[str | None] = mapped_column(String(300))
     checked_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
 
+    # What people call the link; tags to find it by (``LinkTag``).
+    title: Mapped[str | None] = mapped_column(String(TITLE_MAX_LENGTH))
+    # Access limits: after ``expires_at`` (naive UTC), or once ``max_clicks`` human
+    # clicks are counted, the redirect answers 410 and counts a refusal instead.
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    max_clicks: Mapped[int | None] = mapped_column(BigInteger)
+
     owner: Mapped[User | None] = relationship()
     counter: Mapped["LinkCounter | None"] = relationship(lazy="joined", viewonly=True)
+    tag_rows: Mapped[list["LinkTag"]] = relationship(
+        lazy="selectin", cascade="all, delete-orphan", order_by="LinkTag.tag"
+    )
+    aliases: Mapped[list["LinkAlias"]] = relationship(
+        lazy="selectin", cascade="all, delete-orphan", order_by="LinkAlias.slug"
+    )
+
+    @property
+    def tags(self):
+        return [row.tag for row in self.tag_rows]
+
+
+class LinkTag(db.Model):
+    link_id: Mapped[int] = mapped_column(ForeignKey("link.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(TAG_MAX_LENGTH), primary_key=True, index=True)
+
+
+class LinkAlias(db.Model):
+    """A slug the link had before: it keeps redirecting to the link until its owner removes it."""
+
+    slug: Mapped[str] = mapped_column(String(SLUG_MAX_LENGTH), primary_key=True)
+    link_id: Mapped[int] = mapped_column(ForeignKey("link.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class LinkChange(db.Model):
+    """One edit of a link: who, when, and each changed field as [old, new]."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    link_id: Mapped[int] = mapped_column(ForeignKey("link.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    changed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    changes: Mapped[dict] = mapped_column(JSON)
+
+    user: Mapped[User | None] = relationship()
+
+    __table_args__ = (Index("ix_link_change_link_changed", "link_id", "changed_at"),)
 
 
 class Click(db.Model):
@@ -122,6 +168,8 @@ class LinkCounter(db.Model):
     clicks: Mapped[int] = mapped_column(BigInteger, default=0)
     bot_clicks: Mapped[int] = mapped_column(BigInteger, default=0)
     last_click_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Visits answered 410 (expired or exhausted): not clicks, counted apart.
+    refused: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class LinkHourlyClicks(db.Model):

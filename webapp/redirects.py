@@ -13,6 +13,7 @@ below.
 
 import logging
 import re
+import time
 from http import HTTPStatus
 
 from flask import Blueprint, Response, current_app, render_template, request
@@ -41,12 +42,15 @@ def follow_link(slug):
     entry = capture.resolve(slug.lower())
     if entry is None:
         return not_found(slug)
+    if entry.refuses(time.time()):
+        capture.capture(click_line(request.environ, entry.link_id, current_app, refused=True))
+        return gone(slug)
     capture.capture(click_line(request.environ, entry.link_id, current_app))
     code = redirect_code(entry, current_app.config)
     return Response(status=code, headers=redirect_headers(entry))
 
 
-def click_line(environ, link_id, app):
+def click_line(environ, link_id, app, refused=False):
     # Straight from the WSGI environ: the header proxies cost more than the lookups.
     ip = client_ip(
         environ.get("REMOTE_ADDR"),
@@ -54,7 +58,7 @@ def click_line(environ, link_id, app):
         app.extensions["clickboard.trusted_proxies"],
     )
     referrer, user_agent = environ.get("HTTP_REFERER"), environ.get("HTTP_USER_AGENT")
-    return encode_click(link_id, environ["REQUEST_METHOD"], referrer, user_agent, ip)
+    return encode_click(link_id, environ["REQUEST_METHOD"], referrer, user_agent, ip, refused=refused)
 
 
 def redirect_code(entry, config):
@@ -71,6 +75,13 @@ def redirect_headers(entry):
 
 def not_found(slug):
     response = current_app.make_response((render_template("link_not_found.html", slug=slug), 404))
+    response.headers["Cache-Control"] = NO_STORE
+    return response
+
+
+def gone(slug):
+    """An expired link, or one that reached its click limit: 410, in the site's layout."""
+    response = current_app.make_response((render_template("link_gone.html", slug=slug), 410))
     response.headers["Cache-Control"] = NO_STORE
     return response
 
@@ -106,4 +117,6 @@ class CachedRedirects:
         if not PLAUSIBLE_SLUG.fullmatch(slug):
             return None
         hit, entry = self.app.extensions["clickboard.link_cache"].get(slug.lower())
-        return entry if hit else None  # a cached "no such link" gets Flask's 404 page
+        if not hit or entry is None or entry.refuses(time.time()):
+            return None  # a cached "no such link" gets Flask's 404 page, a refusal its 410
+        return entry

@@ -269,6 +269,10 @@ def consumer_name():
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+# ``record`` may leave callables under this key of ``conn.info``: run once the batch committed.
+AFTER_COMMIT = "clickboard.after_commit"
+
+
 class StreamDrain:
     """Moves a buffer's messages into the database.
 
@@ -373,4 +377,7 @@ class StreamDrain:
             recorded = self.record(conn, rows, check_duplicates) if rows else 0
             metric = self.buffer.metric
             pipeline_counters.add_counts(conn, {f"{metric}_drained": recorded, f"{metric}_dropped": dropped})
-            return recorded
+            after_commit = conn.info.pop(AFTER_COMMIT, [])
+        for action in after_commit:
+            action()
+        return recorded

@@ -58,7 +58,9 @@ def resolve_through_redis(slug):
     if value == cache.MISSING:
         return None
     if value is not None:
-        return cache.LinkEntry.decode(value)
+        entry = cache.LinkEntry.decode(value)
+        if entry is not None:
+            return entry
     entry = cache.load_entry(slug)
     cache.store(guard.client, slug, entry)
     return entry

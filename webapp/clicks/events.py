@@ -7,7 +7,7 @@ per-click task's argument, so nothing is re-encoded on the way:
     event id  made here, time-ordered and unique: makes redelivery harmless
     link id
     time      Unix seconds with milliseconds
-    bot       "1" for bots and HEAD requests, else ""
+    bot       "1" for bots and HEAD requests, "r" for a refused visit (410), else ""
     ip        the client's address, anonymised
     referrer  truncated, tabs and newlines blanked
     agent     the user agent, likewise
@@ -111,14 +111,15 @@ def clean(text, limit):
     return text[:limit].translate(LINE_BREAKERS) if text else ""
 
 
-def encode_click(link_id, method, referrer, user_agent, ip, at=None):
-    """The line for one click (see the module doc); ``at`` defaults to now."""
+def encode_click(link_id, method, referrer, user_agent, ip, at=None, refused=False):
+    """The line for one click (see the module doc); ``at`` defaults to now. A ``refused``
+    visit (the link expired or reached its click limit) is marked "r" in the bot field."""
     return "\t".join(
         (
             new_event_id(),
             str(link_id),
             f"{time.time() if at is None else at:.3f}",
-            "1" if is_bot(user_agent, method) else "",
+            "r" if refused else "1" if is_bot(user_agent, method) else "",
             anonymise_ip(ip),
             clean(referrer, REFERRER_MAX_LENGTH),
             clean(user_agent, USER_AGENT_MAX_LENGTH),
@@ -149,6 +150,7 @@ def click_row(line):
             "user_agent": user_agent or None,
             "ip_anonymised": ip or None,
             "is_bot": bot == "1",
+            "refused": bot == "r",
         }
     # OSError: the C library rejects some out-of-range times (e.g. -1e18).
     except (AttributeError, TypeError, ValueError, OverflowError, OSError):

@@ -17,7 +17,9 @@ from sqlalchemy.exc import IntegrityError
 
 from webapp.clicks.agents import agent_family, referrer_host
 from webapp.dedup import chunks, rows_not_yet_recorded
+from webapp.links.cache import invalidate_links
 from webapp.models import Click, Link, LinkCounter, LinkDailyAgents, LinkDailyReferrers, LinkHourlyClicks
+from webapp.streams import AFTER_COMMIT
 from webapp.upserts import upsert_sums
 
 CLICK_COLUMNS = ("event_id", "link_id", "created_at", "referrer", "user_agent", "ip_anonymised", "is_bot")
@@ -33,14 +35,46 @@ def record_clicks(conn, rows, check_duplicates):
     rows = rows_for_existing_links(conn, rows)
     if check_duplicates:
         rows = rows_not_yet_recorded(conn, Click.event_id, rows)
-    if not rows:
-        return 0
-    insert_click_rows(conn, rows)
-    upsert_sums(conn, LinkCounter, ["link_id"], counter_rows(rows), latest=["last_click_at"])
-    upsert_sums(conn, LinkHourlyClicks, ["link_id", "hour"], hourly_rows(rows))
-    upsert_sums(conn, LinkDailyReferrers, ["link_id", "day", "referrer_host"], referrer_rows(rows))
-    upsert_sums(conn, LinkDailyAgents, ["link_id", "day", "agent", "is_bot"], agent_rows(rows))
+    clicks = [row for row in rows if not row.get("refused")]
+    if clicks:
+        insert_click_rows(conn, clicks)
+        counters = counter_rows(clicks)
+        upsert_sums(conn, LinkCounter, ["link_id"], counters, latest=["last_click_at"])
+        upsert_sums(conn, LinkHourlyClicks, ["link_id", "hour"], hourly_rows(clicks))
+        upsert_sums(conn, LinkDailyReferrers, ["link_id", "day", "referrer_host"], referrer_rows(clicks))
+        upsert_sums(conn, LinkDailyAgents, ["link_id", "day", "agent", "is_bot"], agent_rows(clicks))
+        announce_exhausted_links(conn, counters)
+    if len(clicks) < len(rows):
+        # Refusals have no row of their own (a replayed one can count twice; see README).
+        upsert_sums(conn, LinkCounter, ["link_id"], refused_rows(row for row in rows if row.get("refused")))
     return len(rows)
+
+
+def refused_rows(rows):
+    return [
+        {"link_id": link_id, "refused": count}
+        for link_id, count in Counter(row["link_id"] for row in rows).items()
+    ]
+
+
+def announce_exhausted_links(conn, counters):
+    """Links whose click limit this batch reached get their cache entries dropped after the
+    commit, so every web process reloads them as exhausted within moments."""
+    added = {row["link_id"]: row["clicks"] for row in counters if row["clicks"]}
+    if not added:
+        return
+    crossed = []
+    for chunk in chunks(added):
+        query = (
+            select(Link.id, LinkCounter.clicks, Link.max_clicks)
+            .join(LinkCounter, LinkCounter.link_id == Link.id)
+            .where(Link.id.in_(chunk), Link.max_clicks.is_not(None), LinkCounter.clicks >= Link.max_clicks)
+        )
+        crossed += [
+            link_id for link_id, total, limit in conn.execute(query) if total - added[link_id] < limit
+        ]
+    if crossed:
+        conn.info.setdefault(AFTER_COMMIT, []).append(lambda: invalidate_links(crossed))
 
 
 def rows_for_existing_links(conn, rows):

@@ -18,12 +18,13 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC
 
 from flask import current_app
 from redis import RedisError
 
 from webapp.extensions import db
-from webapp.models import Link
+from webapp.models import Link, LinkAlias
 from webapp.redis_client import worker_redis
 
 log = logging.getLogger(__name__)
@@ -40,14 +41,35 @@ class LinkEntry:
     link_id: int
     redirect_code: int | None
     target_url: str
+    # Access limits, checked on every redirect without a database read: the
+    # expiry as Unix seconds, and whether the click limit was reached when the
+    # entry was loaded (the drain invalidates a link the moment it reaches it).
+    expires_at: float | None = None
+    exhausted: bool = False
 
     def encode(self):
-        return f"{self.link_id}\t{self.redirect_code or ''}\t{self.target_url}"
+        expires = "" if self.expires_at is None else f"{self.expires_at:.0f}"
+        code = self.redirect_code or ""
+        return f"{self.link_id}\t{code}\t{expires}\t{'1' if self.exhausted else ''}\t{self.target_url}"
 
     @classmethod
     def decode(cls, value):
-        link_id, code, target = value.split("\t", 2)
-        return cls(int(link_id), int(code) if code else None, target)
+        """The entry, or None for text in another format (a cache written by an older version)."""
+        try:
+            link_id, code, expires, exhausted, target = value.split("\t", 4)
+            return cls(
+                int(link_id),
+                int(code) if code else None,
+                target,
+                float(expires) if expires else None,
+                exhausted == "1",
+            )
+        except ValueError:
+            return None
+
+    def refuses(self, now):
+        """Whether a visit at ``now`` (Unix seconds) is answered 410 instead of redirected."""
+        return self.exhausted or (self.expires_at is not None and now >= self.expires_at)
 
 
 def cache_key(slug):
@@ -57,12 +79,18 @@ def cache_key(slug):
 def entry_for(link):
     if link is None or not link.enabled:
         return None
-    return LinkEntry(link.id, link.redirect_code, link.target_url)
+    expires = link.expires_at.replace(tzinfo=UTC).timestamp() if link.expires_at else None
+    clicks = link.counter.clicks if link.counter else 0
+    exhausted = link.max_clicks is not None and clicks >= link.max_clicks
+    return LinkEntry(link.id, link.redirect_code, link.target_url, expires, exhausted)
 
 
 def load_entry(slug):
-    """Look the slug up in the database (the slow path)."""
+    """Look the slug up in the database (the slow path): a link's slug, or one of its aliases."""
     link = db.session.execute(db.select(Link).where(Link.slug == slug)).scalar_one_or_none()
+    if link is None:
+        alias = db.session.get(LinkAlias, slug)
+        link = db.session.get(Link, alias.link_id) if alias else None
     return entry_for(link)
 
 
@@ -136,6 +164,16 @@ def store(client, slug, entry):
         client.set(cache_key(slug), MISSING, ex=MISSING_TTL_SECONDS)
     else:
         client.set(cache_key(slug), entry.encode(), ex=current_app.config["LINK_CACHE_SECONDS"])
+
+
+def invalidate_links(link_ids):
+    """Forget every slug of these links (their own and their aliases'), after a commit."""
+    for chunk in range(0, len(link_ids), 500):
+        ids = link_ids[chunk : chunk + 500]
+        slugs = db.session.scalars(db.select(Link.slug).where(Link.id.in_(ids))).all()
+        slugs += db.session.scalars(db.select(LinkAlias.slug).where(LinkAlias.link_id.in_(ids))).all()
+        for slug in slugs:
+            invalidate(slug)
 
 
 def invalidate(slug):

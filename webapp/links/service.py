@@ -1,15 +1,28 @@
 """Creating and changing links: the one place that writes the ``link`` table.
 
 The API, the CLI and the dashboard all go through here, so validation,
-slug collisions and cache invalidation are handled the same way for each.
+slug collisions, the change history and cache invalidation are handled the
+same way for each. A slug is taken while a link has it or keeps it as an
+alias (its old slug, still redirecting after a rename).
 """
+
+from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 
 from webapp.extensions import db
 from webapp.links import cache
-from webapp.links.validation import InvalidLink, generate_slug, normalise_slug, normalise_url
-from webapp.models import Link
+from webapp.links.validation import (
+    InvalidLink,
+    generate_slug,
+    normalise_slug,
+    normalise_tags,
+    normalise_title,
+    normalise_url,
+    parse_expiry,
+    validate_max_clicks,
+)
+from webapp.models import Link, LinkAlias, LinkChange, LinkTag
 
 GENERATE_ATTEMPTS = 8
 REDIRECT_CODES = (301, 302, 307, 308)
@@ -17,25 +30,6 @@ REDIRECT_CODES = (301, 302, 307, 308)
 
 class SlugTaken(Exception):
     """The requested slug belongs to another link (HTTP 409)."""
-
-
-def create_link(url, owner, slug=None, redirect_code=None):
-    """Create a link; return ``(link, created)``.
-
-    Without a custom slug, a URL the owner has already shortened returns
-    that link (``created`` False): equivalent URLs are one link.
-    """
-    target = normalise_url(url)
-    code = validate_redirect_code(redirect_code)
-    if slug is None:
-        existing = find_owned_link(target, owner)
-        if existing is not None:
-            return existing, False
-        return insert_with_generated_slug(target, owner, code), True
-    link = Link(slug=normalise_slug(slug), target_url=target, owner=owner, redirect_code=code)
-    db.session.add(link)
-    commit_or_slug_taken(link.slug)
-    return link, True
 
 
 def validate_redirect_code(code):
@@ -46,15 +40,86 @@ def validate_redirect_code(code):
     return code
 
 
+def validate_enabled(value):
+    if not isinstance(value, bool):
+        raise InvalidLink("enabled must be true or false")
+    return value
+
+
+# Every writable field, with the rule that validates it: create and edit share them.
+FIELD_RULES = {
+    "url": normalise_url,
+    "slug": normalise_slug,
+    "title": normalise_title,
+    "tags": normalise_tags,
+    "redirect_code": validate_redirect_code,
+    "enabled": validate_enabled,
+    "expires_at": parse_expiry,
+    "max_clicks": validate_max_clicks,
+}
+# The link's attribute behind each field where the names differ.
+ATTRIBUTES = {"url": "target_url"}
+
+
+def clean_fields(fields):
+    """Validate ``{field: value}``; return the stored values or raise ``InvalidLink``."""
+    unknown = set(fields) - set(FIELD_RULES)
+    if unknown:
+        raise InvalidLink(f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
+    return {field: FIELD_RULES[field](value) for field, value in fields.items()}
+
+
+def create_link(url, owner, slug=None, **fields):
+    """Create a link; return ``(link, created)``. ``fields``: title, tags, redirect_code,
+    enabled, expires_at, max_clicks, as in ``FIELD_RULES``.
+
+    Without a custom slug, a URL the owner has already shortened returns
+    that link, unchanged (``created`` False): equivalent URLs are one link.
+    """
+    cleaned = clean_fields({"url": url, **fields, **({"slug": slug} if slug is not None else {})})
+    if slug is None:
+        existing = find_owned_link(cleaned["url"], owner)
+        if existing is not None:
+            return existing, False
+        return insert_with_generated_slug(cleaned, owner), True
+    if slug_in_use(cleaned["slug"]):
+        raise SlugTaken(f"slug '{cleaned['slug']}' is already taken")
+    link = new_link(cleaned, owner)
+    db.session.add(link)
+    commit_or_slug_taken(link.slug)
+    return link, True
+
+
+def new_link(cleaned, owner):
+    link = Link(owner=owner)
+    for field, value in cleaned.items():
+        assign(link, field, value)
+    return link
+
+
+def assign(link, field, value):
+    if field == "tags":
+        link.tag_rows = [LinkTag(tag=tag) for tag in value]
+    else:
+        setattr(link, ATTRIBUTES.get(field, field), value)
+
+
+def current_value(link, field):
+    return link.tags if field == "tags" else getattr(link, ATTRIBUTES.get(field, field))
+
+
 def find_owned_link(target, owner):
     query = db.select(Link).where(Link.target_url == target, Link.enabled.is_(True))
     query = query.where(Link.owner_id == (owner.id if owner else None)).order_by(Link.id).limit(1)
     return db.session.execute(query).scalar_one_or_none()
 
 
-def insert_with_generated_slug(target, owner, code):
+def insert_with_generated_slug(cleaned, owner):
     for _ in range(GENERATE_ATTEMPTS):
-        link = Link(slug=generate_slug(), target_url=target, owner=owner, redirect_code=code)
+        slug = generate_slug()
+        if slug_in_use(slug):
+            continue
+        link = new_link({**cleaned, "slug": slug}, owner)
         db.session.add(link)
         try:
             commit_or_slug_taken(link.slug)
@@ -62,6 +127,16 @@ def insert_with_generated_slug(target, owner, code):
         except SlugTaken:
             continue
     raise RuntimeError("could not generate a free slug; the slug space is nearly full")
+
+
+def slug_in_use(slug):
+    """Whether a link has ``slug``, or keeps it as an alias."""
+    taken = (
+        db.select(Link.id)
+        .where(Link.slug == slug)
+        .union_all(db.select(LinkAlias.link_id).where(LinkAlias.slug == slug))
+    )
+    return db.session.execute(taken.limit(1)).first() is not None
 
 
 def commit_or_slug_taken(slug):
@@ -73,17 +148,82 @@ def commit_or_slug_taken(slug):
     cache.invalidate(slug)  # drops a cached "no such link"
 
 
-def set_enabled(link, enabled):
-    link.enabled = enabled
+def update_link(link, fields, user):
+    """Change a link's fields (validated as on create); record what changed; return the
+    changes as ``{field: [old, new]}`` (empty when nothing did).
+
+    A new slug must be free, or one of this link's own aliases; the old slug
+    becomes an alias, so printed links keep working until the owner removes it.
+    """
+    cleaned = clean_fields(fields)
+    changes = {
+        field: [history_value(current_value(link, field)), history_value(value)]
+        for field, value in cleaned.items()
+        if current_value(link, field) != value
+    }
+    if not changes:
+        return {}
+    old_slugs = [link.slug, *(alias.slug for alias in link.aliases)]
+    if "slug" in changes:
+        rename(link, cleaned["slug"])
+    for field, value in cleaned.items():
+        if field != "slug" and field in changes:
+            assign(link, field, value)
+    db.session.add(LinkChange(link_id=link.id, user_id=user.id if user else None, changes=changes))
+    commit_or_slug_taken(link.slug)
+    for slug in old_slugs:
+        cache.invalidate(slug)  # aliases resolve to the link: their entries changed too
+    return changes
+
+
+def rename(link, slug):
+    own_alias = next((alias for alias in link.aliases if alias.slug == slug), None)
+    if own_alias is not None:
+        link.aliases.remove(own_alias)
+    elif slug_in_use(slug):
+        raise SlugTaken(f"slug '{slug}' is already taken")
+    link.aliases.append(LinkAlias(slug=link.slug))
+    link.slug = slug
+
+
+def remove_alias(link, slug, user):
+    """Stop an old slug from redirecting (it becomes free for anyone); False if not this link's."""
+    alias = next((alias for alias in link.aliases if alias.slug == slug), None)
+    if alias is None:
+        return False
+    link.aliases.remove(alias)
+    db.session.add(
+        LinkChange(link_id=link.id, user_id=user.id if user else None, changes={"alias": [slug, None]})
+    )
     db.session.commit()
-    cache.invalidate(link.slug)
+    cache.invalidate(slug)
+    return True
+
+
+def history_value(value):
+    """A field's value as the history keeps it (JSON)."""
+    if isinstance(value, datetime):
+        return value.isoformat() + "Z"
+    return value
+
+
+def history(link, limit=50):
+    query = db.select(LinkChange).where(LinkChange.link_id == link.id)
+    return db.session.scalars(
+        query.order_by(LinkChange.changed_at.desc(), LinkChange.id.desc()).limit(limit)
+    ).all()
+
+
+def set_enabled(link, enabled, user=None):
+    update_link(link, {"enabled": enabled}, user)
 
 
 def delete_link(link):
-    slug = link.slug
+    slugs = [link.slug, *(alias.slug for alias in link.aliases)]
     db.session.delete(link)
     db.session.commit()
-    cache.invalidate(slug)
+    for slug in slugs:
+        cache.invalidate(slug)
 
 
 def get_link(slug):

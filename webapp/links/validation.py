@@ -5,9 +5,10 @@ Nothing here touches the database, so the rules can be tested exhaustively.
 
 import re
 import secrets
+from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
-from webapp.models import SLUG_MAX_LENGTH, URL_MAX_LENGTH
+from webapp.models import SLUG_MAX_LENGTH, TAG_MAX_LENGTH, TITLE_MAX_LENGTH, URL_MAX_LENGTH
 
 # No 0/o, 1/l/i: a generated slug read aloud or off paper is typed right.
 SLUG_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
@@ -99,3 +100,84 @@ def normalise_slug(raw):
 
 def generate_slug():
     return "".join(secrets.choice(SLUG_ALPHABET) for _ in range(GENERATED_SLUG_LENGTH))
+
+
+# Tags are words people filter by: lower case, letters, digits, '-', '_' and inner spaces.
+TAG_PATTERN = re.compile(r"[\w](?:[\w -]*[\w])?")
+MAX_TAGS = 20
+MAX_CLICK_LIMIT = 10**12
+
+
+def normalise_title(raw):
+    """A title as stored (None for none), or raise ``InvalidLink``."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise InvalidLink("title must be a string or null")
+    title = " ".join(raw.split())  # newlines and runs of spaces become one space
+    if len(title) > TITLE_MAX_LENGTH:
+        raise InvalidLink(f"title is longer than {TITLE_MAX_LENGTH} characters")
+    if CONTROL_CHARACTERS.sub(" ", title) != title or not is_encodable(title):
+        raise InvalidLink("title contains control characters or invalid Unicode")
+    return title or None
+
+
+def normalise_tags(raw):
+    """Tags as stored: a sorted list of distinct lower-case tags, or raise ``InvalidLink``."""
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        raw = raw.split(",")  # the dashboard's field: "launch, spring 2027"
+    if not isinstance(raw, list) or not all(isinstance(tag, str) for tag in raw):
+        raise InvalidLink("tags must be a list of strings")
+    tags = sorted({" ".join(tag.split()).lower() for tag in raw} - {""})
+    if len(tags) > MAX_TAGS:
+        raise InvalidLink(f"a link has at most {MAX_TAGS} tags")
+    for tag in tags:
+        if len(tag) > TAG_MAX_LENGTH:
+            raise InvalidLink(f"tag '{tag[:20]}...' is longer than {TAG_MAX_LENGTH} characters")
+        if not TAG_PATTERN.fullmatch(tag) or not is_encodable(tag):
+            raise InvalidLink(f"tag '{tag}' may contain only letters, digits, spaces, '-' and '_'")
+    return tags
+
+
+def parse_expiry(raw):
+    """``expires_at`` as naive UTC (None for never), from ISO 8601 text; or raise ``InvalidLink``.
+
+    A time without an offset is taken as UTC, as everywhere in the API.
+    """
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        raise InvalidLink("expires_at must be an ISO 8601 date-time string or null")
+    try:
+        moment = datetime.fromisoformat(raw.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InvalidLink("expires_at must be an ISO 8601 date-time such as 2027-01-31T18:00:00Z") from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    if not 2000 <= moment.year <= 9998:
+        raise InvalidLink("expires_at must be between the years 2000 and 9998")
+    return moment
+
+
+def validate_max_clicks(raw):
+    """``max_clicks`` as stored (None for no limit), or raise ``InvalidLink``."""
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str) and raw.strip().isdigit():
+        raw = int(raw.strip())  # the dashboard's field
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise InvalidLink("max_clicks must be a whole number or null")
+    if not 1 <= raw <= MAX_CLICK_LIMIT:
+        raise InvalidLink(f"max_clicks must be between 1 and {MAX_CLICK_LIMIT:,}")
+    return raw
+
+
+def is_encodable(text):
+    """False for text with lone surrogates (from JSON's \\ud800), which no database takes."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
