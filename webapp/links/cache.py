@@ -87,10 +87,15 @@ def entry_for(link):
 
 def load_entry(slug):
     """Look the slug up in the database (the slow path): a link's slug, or one of its aliases."""
-    link = db.session.execute(db.select(Link).where(Link.slug == slug)).scalar_one_or_none()
+    # populate_existing: a session that loaded the link before (a worker's, a CLI's) must
+    # not answer with the click count it saw then, or a reached limit would go unseen.
+    fresh = {"populate_existing": True}
+    link = db.session.execute(
+        db.select(Link).where(Link.slug == slug), execution_options=fresh
+    ).scalar_one_or_none()
     if link is None:
         alias = db.session.get(LinkAlias, slug)
-        link = db.session.get(Link, alias.link_id) if alias else None
+        link = db.session.get(Link, alias.link_id, populate_existing=True) if alias else None
     return entry_for(link)
 
 
