@@ -6,9 +6,9 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from webapp.api.links import link_json
 from webapp.cli.accounts import first_admin
 from webapp.links import service
+from webapp.links.representation import link_json
 from webapp.links.validation import InvalidLink
 
 

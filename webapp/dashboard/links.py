@@ -8,11 +8,11 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import or_
 
-from webapp.api.links import short_url
 from webapp.dashboard import bp, stats
 from webapp.dashboard.home import chart_context
 from webapp.extensions import db
 from webapp.links import service
+from webapp.links.representation import short_url
 from webapp.links.validation import InvalidLink, normalise_slug, normalise_url
 from webapp.models import Link, LinkCounter
 from webapp.search import LIKE_ESCAPE, contains_pattern

@@ -1,0 +1,102 @@
+"""/api/stats and a link's clicks and statistics, read from the rollups (``webapp.analytics``)."""
+
+from flask import g, jsonify, request
+from sqlalchemy import func, select
+
+from webapp import analytics
+from webapp.api import bp
+from webapp.api.errors import ApiError, query_int
+from webapp.api.links import find_link
+from webapp.api.pagination import decode_cursor, encode_cursor
+from webapp.auth.tokens import token_required
+from webapp.extensions import db
+from webapp.links.access import visible_link_ids
+from webapp.links.representation import iso
+from webapp.models import Click, Link, LinkCounter, utcnow
+
+
+@bp.get("/links/<slug>/clicks")
+@token_required
+def link_clicks(slug):
+    """The link's clicks, newest first, a page at a time (keyset on the click id)."""
+    link = find_link(slug)
+    limit = query_int("limit", 100, 1, 1000)
+    query = select(Click).where(Click.link_id == link.id)
+    if request.args.get("cursor"):
+        (before,) = decode_cursor(request.args["cursor"], 1)
+        query = query.where(Click.id < before)
+    clicks = db.session.scalars(query.order_by(Click.id.desc()).limit(limit + 1)).all()
+    page = clicks[:limit]
+    return jsonify(
+        clicks=[click_json(click) for click in page],
+        next_cursor=encode_cursor([page[-1].id]) if len(clicks) > limit else None,
+    )
+
+
+def click_json(click):
+    return {
+        "at": iso(click.created_at),
+        "referrer": click.referrer,
+        "user_agent": click.user_agent,
+        "ip": click.ip_anonymised,
+        "bot": click.is_bot,
+    }
+
+
+@bp.get("/links/<slug>/stats")
+@token_required
+def link_stats(slug):
+    link = find_link(slug)
+    return jsonify(slug=link.slug, **range_stats(select(Link.id).where(Link.id == link.id)))
+
+
+@bp.get("/stats")
+@token_required
+def all_stats():
+    """Totals over every link the caller may see, and the same range statistics."""
+    ids = visible_link_ids(g.api_user)
+    totals = db.session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(LinkCounter.clicks), 0),
+            func.coalesce(func.sum(LinkCounter.bot_clicks), 0),
+            func.coalesce(func.sum(LinkCounter.refused), 0),
+        ).where(LinkCounter.link_id.in_(ids))
+    ).one()
+    links = db.session.scalar(select(func.count()).select_from(ids.subquery()))
+    _, clicks, bot_clicks, refused = totals
+    return jsonify(
+        links=links, clicks=int(clicks), bot_clicks=int(bot_clicks), refused=int(refused), **range_stats(ids)
+    )
+
+
+def range_stats(link_ids):
+    """Series, referrers and agents of ``link_ids`` over the request's ``from``/``to``/``bucket``."""
+    try:
+        start, end, bucket = analytics.parse_range(
+            request.args.get("from"), request.args.get("to"), request.args.get("bucket", "day"), utcnow()
+        )
+    except analytics.InvalidRange as exc:
+        raise ApiError(str(exc)) from None
+    limit = query_int("top", 10, 1, 100)
+    series = analytics.series(link_ids, start, end, bucket)
+    return {
+        "from": iso(start),
+        "to": iso(end),
+        "bucket": bucket,
+        "range_clicks": sum(humans for _, humans, _ in series),
+        "series": [
+            {"start": iso(moment), "clicks": humans, "bot_clicks": bots} for moment, humans, bots in series
+        ],
+        "referrers": [
+            {"host": host, "clicks": int(n)} for host, n in analytics.referrers(link_ids, start, end, limit)
+        ],
+        "browsers": [
+            {"name": name, "clicks": int(n)}
+            for name, n in analytics.agents(link_ids, start, end, False, limit)
+        ],
+        "bots": [
+            {"name": name, "clicks": int(n)}
+            for name, n in analytics.agents(link_ids, start, end, True, limit)
+        ],
+    }
