@@ -257,9 +257,7 @@ def test_deeply_nested_json_body_is_400(client, api_headers, depth):
 
 
 def test_unknown_fields_are_400_and_named(client, api_headers):
-    assert_json_error(
-        create(client, api_headers, url=URL, owner_id=1, clicks=9), 400, "clicks, owner_id"
-    )
+    assert_json_error(create(client, api_headers, url=URL, owner_id=1, clicks=9), 400, "clicks, owner_id")
 
 
 def test_body_over_the_size_limit_is_413_json(client, api_headers):
