@@ -41,6 +41,8 @@ def normalise_url(raw):
     url = check_length(raw.strip())
     if CONTROL_CHARACTERS.search(url):
         raise InvalidLink("url contains spaces or control characters")
+    if not is_encodable(url):
+        raise InvalidLink("url is not valid Unicode (a lone surrogate)")
     try:
         parts = urlsplit(url)
         port = parts.port
