@@ -174,6 +174,9 @@ def load_config(environ=os.environ):
         "HOST_QUEUES": comma_list("HOST_QUEUES"),
         "ADMIN_EMAIL": text("ADMIN_EMAIL", "admin@example.com"),
         "ADMIN_PASSWORD": text("ADMIN_PASSWORD"),
+        # werkzeug's generate_password_hash method. Stored hashes name their own
+        # method, so changing it affects new passwords only.
+        "PASSWORD_HASH_METHOD": text("PASSWORD_HASH_METHOD", "scrypt"),
     }
 
 

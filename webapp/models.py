@@ -7,6 +7,7 @@ so that nothing on a request path ever counts click rows.
 
 from datetime import UTC, date, datetime
 
+from flask import current_app
 from flask_login import UserMixin
 from sqlalchemy import (
     JSON,
@@ -57,7 +58,9 @@ class User(UserMixin, db.Model):
         self.session_epoch = (self.session_epoch or 0) + 1
 
     def set_password(self, password):
-        self.password_hash = generate_password_hash(password)
+        self.password_hash = generate_password_hash(
+            password, method=current_app.config["PASSWORD_HASH_METHOD"]
+        )
         self.end_sessions()  # a new password logs out whoever knew the old one
 
     def check_password(self, password):
