@@ -107,6 +107,10 @@ class ManagedProcess:
                 self.process.wait(timeout)
         self.kill_group()
 
+    def pause(self):
+        """SIGSTOP the whole process group: frozen mid-work, to be killed or resumed."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
     def kill(self):
         """SIGKILL the whole process group at once: a crash, not a shutdown."""
         if self.process is not None:

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from tests.processes import wait_for
 from webapp.clicks import buffer
 from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.clicks.drain import CLICK_DRAIN
@@ -399,9 +400,9 @@ def test_drains_sharing_links_take_counter_locks_in_one_order(link, other_link):
 
 def wait_for_a_backend_waiting_on_a_lock(timeout=10):
     query = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-    deadline = time.monotonic() + timeout
-    with db.engine.connect() as conn:
-        while conn.scalar(query) == 0:
-            assert time.monotonic() < deadline, "the second drain never waited for the first"
-            time.sleep(0.05)
-            conn.rollback()
+
+    def a_backend_waits():
+        with db.engine.connect() as conn:
+            return conn.scalar(query) > 0
+
+    wait_for(a_backend_waits, timeout, 0.05, "the second drain to wait for the first")
