@@ -21,18 +21,49 @@ import pytest
 from flask_migrate import upgrade
 from sqlalchemy import create_engine, text
 
+from tests import browser as chromium
+from tests import services
 from tests.broker import purge_queues
 from tests.browser import artifacts, browser  # noqa: F401  (fixtures for the browser tests)
-from tests.processes import RedisServer, WebServer, celery_beat, celery_worker, free_port
+from tests.processes import RedisServer, WebServer, celery_beat, celery_worker, refusing_port
 from webapp import create_app
 from webapp.auth.tokens import issue_token
 from webapp.auth.users import create_user
 from webapp.config import TASK_QUEUES
 from webapp.extensions import db
 
-TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
-TEST_BROKER_URL = os.environ.get("TEST_BROKER_URL")
+# Under pytest-xdist each worker (gw0, gw1, ...) gets a database and a vhost of its own.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+TEST_DATABASE_URL = services.worker_database_url(os.environ.get("TEST_DATABASE_URL"), XDIST_WORKER)
+TEST_BROKER_URL = services.worker_broker_url(os.environ.get("TEST_BROKER_URL"), XDIST_WORKER)
 IN_PROCESS_CONFIG = {"TESTING": True, "CLICK_SHIP_INTERVAL": 3600}
+# Under CI a test that needs Chromium or PostgreSQL fails instead of skipping:
+# a green run must have run them (CI's SQLite pass deselects the PostgreSQL-only ones).
+CI = os.environ.get("CI") == "true"
+REQUIRED_IN_CI = ("browser", "postgres")
+
+
+def pytest_collection_modifyitems(items):
+    """Skip, saying why, the tests whose service is missing here (``browser``, ``postgres`` marks)."""
+    missing = {
+        "browser": chromium.missing_reason(),
+        "postgres": None if TEST_DATABASE_URL else "needs PostgreSQL: set TEST_DATABASE_URL",
+    }
+    for item in items:
+        for mark, reason in missing.items():
+            if reason and item.get_closest_marker(mark):
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI=true, a skipped browser or PostgreSQL test is a failure: its service must be there."""
+    report = yield
+    if CI and report.skipped and any(item.get_closest_marker(mark) for mark in REQUIRED_IN_CI):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"CI=true: this test must run, not skip ({reason})"
+    return report
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +86,7 @@ def redis_client(redis_server):
 def migrated_database(tmp_path_factory):
     """Migrate once per session: a SQLite template file, or the PostgreSQL test database."""
     if TEST_DATABASE_URL:
+        services.ensure_database(TEST_DATABASE_URL)
         reset_postgres_schema(TEST_DATABASE_URL)
         migrate(TEST_DATABASE_URL, str(tmp_path_factory.mktemp("instance")))
         return TEST_DATABASE_URL
@@ -93,15 +125,24 @@ def database_url(migrated_database, tmp_path):
     return f"sqlite:///{path}"
 
 
+@pytest.fixture(scope="session")
+def broker_url(redis_server):
+    """The Celery broker: this worker's RabbitMQ vhost with TEST_BROKER_URL, else the test Redis."""
+    if TEST_BROKER_URL:
+        services.ensure_vhost(TEST_BROKER_URL)
+        return TEST_BROKER_URL
+    return redis_server.url
+
+
 @pytest.fixture
-def app_env(database_url, redis_client, redis_server, tmp_path):
+def app_env(database_url, broker_url, redis_client, redis_server, tmp_path):
     """The environment of the app under test, shared by in-process app and subprocesses."""
     instance = tmp_path / "instance"
     instance.mkdir(exist_ok=True)
     return {
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_server.url,
-        "CELERY_BROKER_URL": TEST_BROKER_URL or redis_server.url,
+        "CELERY_BROKER_URL": broker_url,
         "CLICKBOARD_INSTANCE_PATH": str(instance),
         "SECRET_KEY": "test-secret-key",
         "CLICK_DRAIN_INTERVAL": "0.5",
@@ -233,5 +274,10 @@ def make_app(app):
 
 @pytest.fixture
 def dead_redis_url():
-    """A Redis URL nothing listens on: connections are refused at once."""
-    return f"redis://127.0.0.1:{free_port()}/0"
+    """A Redis URL nothing listens on: connections are refused at once.
+
+    The port stays bound (never listening) for the test, so no other
+    process can start listening there meanwhile.
+    """
+    with refusing_port() as sock:
+        yield f"redis://127.0.0.1:{sock.getsockname()[1]}/0"

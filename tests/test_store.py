@@ -2,7 +2,6 @@
 click drain that feeds it from the stream (webapp/clicks/drain.py), in-process."""
 
 import itertools
-import os
 import threading
 import time
 from datetime import datetime
@@ -370,11 +369,9 @@ def test_every_drain_run_records_when_it_ran(link, redis_client):
     assert float(redis_client.get(CLICK_BUFFER.last_drain_key)) == pytest.approx(time.time(), abs=5)
 
 
-@pytest.mark.skipif(
-    not os.environ.get("TEST_DATABASE_URL"),
-    reason="row locks: SQLite takes one lock for the whole database, so only PostgreSQL"
-    " (TEST_DATABASE_URL) has counter rows two drains can take in opposite orders",
-)
+# Row locks: SQLite takes one lock for the whole database, so only PostgreSQL has
+# counter rows two drains can take in opposite orders.
+@pytest.mark.postgres
 def test_drains_sharing_links_take_counter_locks_in_one_order(link, other_link):
     # A drain holding ``link``'s counter (it locks in id order) and then asking for
     # ``other_link``'s must not deadlock with a drain whose batch names other_link first.
