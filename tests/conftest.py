@@ -113,6 +113,11 @@ def reset_postgres_schema(url):
 
 @pytest.fixture
 def database_url(migrated_database, tmp_path):
+    return fresh_database(migrated_database, tmp_path)
+
+
+def fresh_database(migrated_database, directory):
+    """An empty migrated database: a copy of the SQLite template in ``directory``, or PostgreSQL truncated."""
     if TEST_DATABASE_URL:
         tables = ", ".join(f'"{table.name}"' for table in db.metadata.sorted_tables)
         engine = create_engine(TEST_DATABASE_URL.replace("postgresql://", "postgresql+psycopg://", 1))
@@ -120,7 +125,7 @@ def database_url(migrated_database, tmp_path):
             conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         engine.dispose()
         return TEST_DATABASE_URL
-    path = tmp_path / "clickboard.sqlite3"
+    path = directory / "clickboard.sqlite3"
     shutil.copy(migrated_database, path)
     return f"sqlite:///{path}"
 
@@ -137,7 +142,24 @@ def broker_url(redis_server):
 @pytest.fixture
 def app_env(database_url, broker_url, redis_client, redis_server, tmp_path):
     """The environment of the app under test, shared by in-process app and subprocesses."""
-    instance = tmp_path / "instance"
+    return process_env(database_url, broker_url, redis_server, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def shared_app_env(migrated_database, broker_url, redis_server, tmp_path_factory):
+    """``app_env`` for a whole module of tests that only read what its first fixture seeds.
+
+    One database and instance folder for the module; its tests must not ask
+    for ``app`` (or anything built on it), which would empty the database.
+    """
+    directory = tmp_path_factory.mktemp("shared")
+    with redis_server.client() as client:
+        client.flushall()  # what earlier modules' tests left (cached links, heartbeats)
+    return process_env(fresh_database(migrated_database, directory), broker_url, redis_server, directory)
+
+
+def process_env(database_url, broker_url, redis_server, directory):
+    instance = directory / "instance"
     instance.mkdir(exist_ok=True)
     return {
         "DATABASE_URL": database_url,

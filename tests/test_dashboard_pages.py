@@ -388,6 +388,16 @@ def test_chart_keeps_polling_its_own_range_and_link(owner, link):
     assert f'hx-get="/fragments/clicks-chart?link={link.id}&amp;range=day" hx-trigger="every' in html
 
 
+def test_live_regions_poll_at_their_own_intervals_unless_one_is_configured(app, make_app, user):
+    live_region = re.compile(r'hx-trigger="every (\d+)s [^"]*" hx-target="this" hx-swap="outerHTML"')
+
+    def intervals(client):
+        return sorted(set(live_region.findall(client.get("/").text + client.get("/ops").text)))
+
+    assert intervals(logged_in(app)) == ["10", "3", "5"]
+    assert intervals(logged_in(make_app(DASHBOARD_POLL_SECONDS=1))) == ["1"]
+
+
 def test_link_chart_counts_only_that_link(owner, user, link):
     other = service.create_link("https://example.com/other", user, slug="other")[0]
     record(link, 2)

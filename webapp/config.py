@@ -159,6 +159,8 @@ def load_config(environ=os.environ):
         "LINK_LOCAL_CACHE_SECONDS": number("LINK_LOCAL_CACHE_SECONDS", 30),
         "TRUSTED_PROXIES": comma_list("TRUSTED_PROXIES"),
         "PUBLIC_BASE_URL": text("PUBLIC_BASE_URL", ""),
+        # Seconds between refreshes of every live dashboard region; 0: each its own (3 to 10 s).
+        "DASHBOARD_POLL_SECONDS": number("DASHBOARD_POLL_SECONDS", 0, int),
         # The report: fresh for this long, the last result kept this long,
         # sentinels of a silent worker gone after these.
         "REPORT_FRESH_SECONDS": number("REPORT_FRESH_SECONDS", 300, int),
