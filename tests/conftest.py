@@ -3,8 +3,11 @@
 Every test gets a fresh database (SQLite by default, PostgreSQL when
 ``TEST_DATABASE_URL`` is set) and an empty real Redis (the embedded
 redis-server, on a private port). Integration tests start real worker,
-beat and gunicorn processes with ``start_worker`` / ``start_web`` and the
-same environment the in-process ``app`` was built from.
+beat and gunicorn processes with ``processes.worker()`` / ``.beat()`` /
+``.web()`` and the same environment the in-process ``app`` was built from.
+A module whose tests only read may share one seeded database
+(``shared_app_env``). Under pytest-xdist each worker has its own Redis,
+PostgreSQL database and RabbitMQ vhost (``tests/services.py``).
 
 In-process apps never ship their click logs on their own: a test ships with
 ``app.extensions["clickboard.click_log"].ship_own()`` when it wants the
