@@ -6,11 +6,12 @@ from flask import Flask, render_template
 from flask.json.provider import DefaultJSONProvider
 
 from webapp import clicks, redirects, redis_client, templating
-from webapp.config import finish_config, load_config
+from webapp.config import PROJECT_ROOT, finish_config, instance_path, load_config
 from webapp.extensions import csrf, db, htmx, login_manager, migrate
+from webapp.pageviews import ingest as pageview_ingest
 from webapp.sessions import DashboardSessionInterface
 
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+__all__ = ["PROJECT_ROOT", "create_app"]
 
 
 class JSONProvider(DefaultJSONProvider):
@@ -30,7 +31,7 @@ class JSONProvider(DefaultJSONProvider):
 def create_app(test_config=None):
     app = Flask(
         __name__,
-        instance_path=os.environ.get("CLICKBOARD_INSTANCE_PATH", os.path.join(PROJECT_ROOT, "instance")),
+        instance_path=instance_path(),
         template_folder=os.path.join(PROJECT_ROOT, "templates"),
         static_folder=os.path.join(PROJECT_ROOT, "static"),
     )
@@ -61,6 +62,7 @@ def register_extensions(app):
     migrate.init_app(app, db, directory=os.path.join(PROJECT_ROOT, "migrations"))
     redis_client.init_app(app)
     clicks.init_app(app)
+    pageview_ingest.init_app(app)
     celery_init_app(app)
 
 

@@ -11,6 +11,9 @@ from datetime import timedelta
 
 from kombu import Exchange, Queue
 
+from webapp import keys
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASK_QUEUES = ("clicks", "reports", "default")
 
 
@@ -18,17 +21,36 @@ def default_database_url(instance_path):
     return "sqlite:///" + os.path.join(instance_path, "clickboard.sqlite3")
 
 
+def instance_path(environ=os.environ):
+    """Where this install keeps its local state: ``instance/`` of the checkout by default."""
+    return environ.get("CLICKBOARD_INSTANCE_PATH") or os.path.join(PROJECT_ROOT, "instance")
+
+
+def database_uri(url, instance):
+    """The SQLAlchemy URI for ``DATABASE_URL`` (SQLite under ``instance`` when unset)."""
+    url = url or default_database_url(instance)
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[11:]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[13:]
+    return url
+
+
+def environment_namespace(environ=os.environ):
+    """The namespace ``create_app`` would choose, for code that runs without an app."""
+    namespace = environ.get("CLICKBOARD_NAMESPACE")
+    if namespace:
+        return keys.valid_namespace(namespace)
+    return keys.namespace_for(database_uri(environ.get("DATABASE_URL"), instance_path(environ)))
+
+
 def celery_config(cfg):
     """The nested ``CELERY`` dict, in the shape of Flask's Celery example."""
     broker_url = cfg.get("CELERY_BROKER_URL") or cfg["REDIS_URL"]
     drain_interval = cfg["CLICK_DRAIN_INTERVAL"]
-    queues = [Queue(name, Exchange(name), routing_key=name) for name in TASK_QUEUES]
-    # One queue per named host (seed 002): work that must run on that server.
-    host_exchange = Exchange("host", type="direct")
-    queues += [
-        Queue(f"host.{name}", host_exchange, routing_key=f"host.{name}") for name in cfg["HOST_QUEUES"]
-    ]
+    queues = install_queues(cfg["CLICKBOARD_NAMESPACE"], cfg["HOST_QUEUES"])
     return {
+        **install_exchanges(cfg["CLICKBOARD_NAMESPACE"]),
         "broker_url": broker_url,
         "task_ignore_result": True,
         "task_queues": queues,
@@ -105,6 +127,32 @@ def celery_config(cfg):
     }
 
 
+def install_queues(namespace, host_names):
+    """The install's queues: named in its namespace, found by their short names.
+
+    ``cb.<ns>.clicks`` carries the alias ``clicks``, and Celery resolves
+    ``-Q clicks``, ``task_routes`` and ``queue="host.a"`` through aliases, so
+    two installs on one broker each consume only their own tasks while
+    commands and routes keep the short names.
+    """
+
+    def queue(name, exchange):
+        return Queue(keys.queue_name(namespace, name), exchange, routing_key=name, alias=name)
+
+    queues = [queue(name, Exchange(keys.queue_name(namespace, name))) for name in TASK_QUEUES]
+    # One queue per named host (seed 002): work that must run on that server.
+    host_exchange = Exchange(keys.queue_name(namespace, "host"), type="direct")
+    return queues + [queue(f"host.{name}", host_exchange) for name in host_names]
+
+
+def install_exchanges(namespace):
+    """Remote control and events of the install's workers only."""
+    return {
+        "control_exchange": keys.queue_name(namespace, "celery"),
+        "event_exchange": keys.queue_name(namespace, "celeryev"),
+    }
+
+
 def load_config(environ=os.environ):
     """Settings from the environment, read when the app is created (so tests can set them)."""
 
@@ -133,6 +181,8 @@ def load_config(environ=os.environ):
         # CSRF tokens live as long as the session, so a dashboard left open keeps working.
         "WTF_CSRF_TIME_LIMIT": None,
         "REDIS_URL": text("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        # Prefix of every Redis key and Celery queue (see webapp.keys); derived when unset.
+        "CLICKBOARD_NAMESPACE": text("CLICKBOARD_NAMESPACE"),
         "CELERY_BROKER_URL": text("CELERY_BROKER_URL"),
         # Seconds a request waits on Redis before treating it as down.
         "REDIS_SOCKET_TIMEOUT": number("REDIS_SOCKET_TIMEOUT", 0.1),
@@ -192,12 +242,11 @@ def development_secret_key(app):
 def finish_config(app):
     """Derive the settings that depend on other settings or on paths."""
     cfg = app.config
-    if not cfg.get("SQLALCHEMY_DATABASE_URI"):
-        cfg["SQLALCHEMY_DATABASE_URI"] = default_database_url(app.instance_path)
-    if cfg["SQLALCHEMY_DATABASE_URI"].startswith("postgres://"):
-        cfg["SQLALCHEMY_DATABASE_URI"] = "postgresql://" + cfg["SQLALCHEMY_DATABASE_URI"][11:]
-    if cfg["SQLALCHEMY_DATABASE_URI"].startswith("postgresql://"):
-        cfg["SQLALCHEMY_DATABASE_URI"] = "postgresql+psycopg://" + cfg["SQLALCHEMY_DATABASE_URI"][13:]
+    cfg["SQLALCHEMY_DATABASE_URI"] = database_uri(cfg.get("SQLALCHEMY_DATABASE_URI"), app.instance_path)
+    if cfg.get("CLICKBOARD_NAMESPACE"):
+        keys.valid_namespace(cfg["CLICKBOARD_NAMESPACE"])
+    else:
+        cfg["CLICKBOARD_NAMESPACE"] = keys.namespace_for(cfg["SQLALCHEMY_DATABASE_URI"])
     if not cfg.get("CLICK_LOG_DIR"):
         cfg["CLICK_LOG_DIR"] = os.path.join(app.instance_path, "clicks")
     if not cfg.get("SECRET_KEY"):

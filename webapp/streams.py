@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 import redis
 from sqlalchemy.exc import IntegrityError
 
+from webapp.keys import key
 from webapp.redis_client import cached_script
 
 log = logging.getLogger(__name__)
@@ -74,19 +75,28 @@ return flat
 
 
 class StreamBuffer:
-    """One stream, its consumer group, and the counters /metrics reports for it."""
+    """One stream, its consumer group, and the counters /metrics reports for it.
 
-    def __init__(self, stream, group, metric, field=None):
+    Its keys belong to one install (``namespace``, see ``webapp.keys``), so
+    each app builds its own buffers when it is created.
+    """
+
+    def __init__(self, namespace, name, group, field=None):
         # With ``field``, a message is one line of text (no newline in it)
         # stored under that field name, and read back as that text (None if
         # the message lacks the field); without, a dict of fields.
         self.field = field
-        self.stream = stream
+        self.namespace, self.name = namespace, name
+        self.stream = key(namespace, name)
         self.group = group
-        self.buffered_key = f"cb:metrics:{metric}_buffered"
-        self.drained_key = f"cb:metrics:{metric}_drained"
-        self.dropped_key = f"cb:metrics:{metric}_dropped"
-        self.last_drain_key = f"cb:drain:{metric}:last_run"
+        self.buffered_key = self.metric_key("buffered")
+        self.drained_key = self.metric_key("drained")
+        self.dropped_key = self.metric_key("dropped")
+        self.last_drain_key = key(namespace, "drain", name, "last_run")
+
+    def metric_key(self, metric):
+        """The counter of ``metric`` for this buffer: ``cb:<ns>:metrics:clicks_<metric>``."""
+        return key(self.namespace, "metrics", f"{self.name}_{metric}")
 
     def ensure_group(self, client):
         try:

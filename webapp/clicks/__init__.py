@@ -1,16 +1,22 @@
 """The click pipeline: capture on the redirect, local log, Redis buffer, drain, store."""
 
+from webapp.clicks import buffer, drain
 from webapp.clicks.click_log import ClickLog
 from webapp.clicks.events import parse_trusted_proxies
-from webapp.links.cache import LocalLinkCache
+from webapp.links.cache import LocalLinkCache, changes_stream
 from webapp.redis_client import BACKGROUND_CLIENT
 
 
 def init_app(app):
     cfg = app.config
     background = app.extensions[BACKGROUND_CLIENT]
+    click_buffer = buffer.click_buffer_for(cfg["CLICKBOARD_NAMESPACE"])
+    app.extensions[buffer.EXTENSION] = click_buffer
+    app.extensions[drain.EXTENSION] = drain.click_drain_for(click_buffer)
     app.extensions["clickboard.trusted_proxies"] = parse_trusted_proxies(cfg["TRUSTED_PROXIES"])
     app.extensions["clickboard.click_log"] = ClickLog(
-        cfg["CLICK_LOG_DIR"], background, cfg["CLICK_SHIP_INTERVAL"]
+        cfg["CLICK_LOG_DIR"], background, cfg["CLICK_SHIP_INTERVAL"], click_buffer
     )
-    app.extensions["clickboard.link_cache"] = LocalLinkCache(cfg["LINK_LOCAL_CACHE_SECONDS"], background)
+    app.extensions["clickboard.link_cache"] = LocalLinkCache(
+        cfg["LINK_LOCAL_CACHE_SECONDS"], background, changes_stream(cfg["CLICKBOARD_NAMESPACE"])
+    )

@@ -35,7 +35,8 @@ import uuid
 
 from redis import RedisError
 
-from webapp.clicks.buffer import CLICK_BUFFER, CLICKS_SHIPPED_LATE_KEY
+from webapp.clicks.buffer import click_buffer, click_buffer_for, shipped_late_key
+from webapp.config import environment_namespace
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,16 @@ ORPHAN_CHECK_EVERY = 50  # shipper ticks between looks for dead processes' files
 
 
 class ClickLog:
-    """One process's log file and its shipper thread."""
+    """One process's log file and its shipper thread.
 
-    def __init__(self, directory, client, interval):
+    ``buffer`` is the install's click buffer; a log built without an app
+    ships to the one the environment names, as ``create_app`` would.
+    """
+
+    def __init__(self, directory, client, interval, buffer=None):
         self.directory = directory
         self.client = client
+        self.buffer = buffer or click_buffer_for(environment_namespace())
         self.interval = interval
         self.lock = threading.Lock()
         self.fd = None
@@ -83,7 +89,7 @@ class ClickLog:
             try:
                 self.ship_own()
                 if ticks % ORPHAN_CHECK_EVERY == 1:
-                    ship_orphans(self.directory, self.client)
+                    ship_orphans(self.directory, self.client, self.buffer)
             except RedisError as exc:
                 log.warning("click shipping paused, Redis unavailable: %s", exc)
             except Exception:  # noqa: BLE001 - the thread must live on; lines wait in files
@@ -93,10 +99,10 @@ class ClickLog:
         """Move this process's lines to Redis; leave them on disk if Redis fails."""
         for name in sorted(os.listdir(self.directory)):
             if name.startswith(f"shipping-{self.pid}-"):
-                ship_file(os.path.join(self.directory, name), self.client)  # left by a failed try
+                ship_file(os.path.join(self.directory, name), self.client, self.buffer)  # a failed try's
         aside = self.rotate()
         if aside:
-            ship_file(aside, self.client)
+            ship_file(aside, self.client, self.buffer)
 
     def rotate(self):
         """Rename the current file aside and start a new one; None if it is empty."""
@@ -137,7 +143,7 @@ def same_file(fd, path):
     return (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)
 
 
-def ship_file(path, client):
+def ship_file(path, client, buffer):
     """Push a file's lines into the buffer, then delete it; return the number of clicks."""
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -156,7 +162,7 @@ def ship_file(path, client):
         with os.fdopen(os.dup(fd), "rb") as file:
             for block in line_blocks(file):
                 # Whole blocks, not lines: per-line Python work was most of the shipping cost.
-                shipped += CLICK_BUFFER.append_lines(client, block.decode(errors="replace"))
+                shipped += buffer.append_lines(client, block.decode(errors="replace"))
         os.unlink(path)
         return shipped
     finally:
@@ -180,8 +186,11 @@ def line_blocks(file, size=SHIP_BLOCK_BYTES):
         yield rest
 
 
-def ship_orphans(directory, client):
-    """Ship the files of processes that died; return the number of clicks shipped."""
+def ship_orphans(directory, client, buffer=None):
+    """Ship the files of processes that died; return the number of clicks shipped.
+
+    Without ``buffer``, to the current app's click buffer."""
+    buffer = buffer or click_buffer()
     shipped = 0
     try:
         names = sorted(os.listdir(directory))
@@ -189,9 +198,9 @@ def ship_orphans(directory, client):
         return 0  # no process on this host has logged a click yet
     for name in names:
         if name.endswith(".log") and name.startswith(("clicks-", "shipping-")):
-            shipped += ship_file(os.path.join(directory, name), client)
+            shipped += ship_file(os.path.join(directory, name), client, buffer)
     if shipped:
-        client.incrby(CLICKS_SHIPPED_LATE_KEY, shipped)
+        client.incrby(shipped_late_key(buffer), shipped)
         log.info("shipped %d clicks left by stopped processes", shipped)
     return shipped
 

@@ -2,13 +2,17 @@
 
 A page view travels through its own Redis Stream as a flat message:
 ``e`` event id, ``u`` url, ``m`` response time in ms, ``t`` Unix time.
+Like the click buffer, the stream is built per app in its install's
+namespace; ``PAGEVIEW_BUFFER`` and ``PAGEVIEW_DRAIN`` are the current app's.
 """
 
 import math
 import time
 from datetime import UTC, datetime
 
+from flask import current_app
 from sqlalchemy import insert
+from werkzeug.local import LocalProxy
 
 from webapp.clicks.events import new_event_id
 from webapp.dedup import rows_not_yet_recorded
@@ -19,7 +23,10 @@ MAX_BATCH = 1000
 MAX_RESPONSE_MS = 3_600_000
 MAX_AGE_SECONDS = 366 * 86400
 MAX_FUTURE_SECONDS = 300
-PAGEVIEW_BUFFER = StreamBuffer("cb:pageviews", "drain", metric="pageviews")
+BUFFER_EXTENSION = "clickboard.pageview_buffer"
+DRAIN_EXTENSION = "clickboard.pageview_drain"
+PAGEVIEW_BUFFER = LocalProxy(lambda: current_app.extensions[BUFFER_EXTENSION])
+PAGEVIEW_DRAIN = LocalProxy(lambda: current_app.extensions[DRAIN_EXTENSION])
 
 
 class InvalidPageView(ValueError):
@@ -112,4 +119,7 @@ def record_pageviews(conn, rows, check_duplicates):
     return len(rows)
 
 
-PAGEVIEW_DRAIN = StreamDrain(PAGEVIEW_BUFFER, pageview_row, record_pageviews)
+def init_app(app):
+    buffer = StreamBuffer(app.config["CLICKBOARD_NAMESPACE"], "pageviews", "drain")
+    app.extensions[BUFFER_EXTENSION] = buffer
+    app.extensions[DRAIN_EXTENSION] = StreamDrain(buffer, pageview_row, record_pageviews)
