@@ -1,17 +1,18 @@
 """Clickboard: short links and page-view analytics. ``create_app`` builds the app."""
 
 import os
+import sys
 
 from flask import Flask, render_template
 from flask.json.provider import DefaultJSONProvider
 
-from webapp import clicks, redirects, redis_client, templating
-from webapp.config import PROJECT_ROOT, finish_config, instance_path, load_config
+from webapp import clicks, devstate, redirects, redis_client, templating
+from webapp.config import PROJECT_ROOT, ConfigError, finish_config, instance_path, load_config
 from webapp.extensions import csrf, db, htmx, login_manager, migrate
 from webapp.pageviews import ingest as pageview_ingest
 from webapp.sessions import DashboardSessionInterface
 
-__all__ = ["PROJECT_ROOT", "create_app"]
+__all__ = ["PROJECT_ROOT", "create_app", "create_app_or_exit"]
 
 
 class JSONProvider(DefaultJSONProvider):
@@ -29,15 +30,16 @@ class JSONProvider(DefaultJSONProvider):
 
 
 def create_app(test_config=None):
+    instance = instance_path()
     app = Flask(
         __name__,
-        instance_path=instance_path(),
+        instance_path=instance,
         template_folder=os.path.join(PROJECT_ROOT, "templates"),
         static_folder=os.path.join(PROJECT_ROOT, "static"),
     )
     app.json = JSONProvider(app)
     app.session_interface = DashboardSessionInterface()
-    app.config.update(load_config())
+    app.config.update(load_config(devstate.environment_beside(instance, os.environ)))
     if test_config:
         app.config.update(test_config)
     os.makedirs(app.instance_path, exist_ok=True)
@@ -48,6 +50,14 @@ def create_app(test_config=None):
     register_commands(app)
     app.wsgi_app = redirects.CachedRedirects(app, app.wsgi_app)
     return app
+
+
+def create_app_or_exit():
+    """``create_app`` for entry points: a missing or wrong setting ends the process with one line."""
+    try:
+        return create_app()
+    except ConfigError as error:
+        sys.exit(f"Error: {error.message}")
 
 
 def register_extensions(app):

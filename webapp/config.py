@@ -9,12 +9,22 @@ import os
 import secrets
 from datetime import timedelta
 
+import click
 from kombu import Exchange, Queue
 
 from webapp import keys
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASK_QUEUES = ("clicks", "reports", "default")
+
+
+class ConfigError(click.ClickException, RuntimeError):
+    """A setting missing or wrong: one line naming it, never a traceback.
+
+    The ``flask`` CLI prints a ClickException as ``Error: <message>``,
+    gunicorn a RuntimeError the same way; ``celery_worker`` and ``wsgi``
+    exit with the message for the rest.
+    """
 
 
 def default_database_url(instance_path):
@@ -36,11 +46,17 @@ def database_uri(url, instance):
     return url
 
 
+def valid_namespace(namespace):
+    if not keys.is_valid_namespace(namespace):
+        raise ConfigError("CLICKBOARD_NAMESPACE must be 1-32 letters, digits, '-' or '_'")
+    return namespace
+
+
 def environment_namespace(environ=os.environ):
     """The namespace ``create_app`` would choose, for code that runs without an app."""
     namespace = environ.get("CLICKBOARD_NAMESPACE")
     if namespace:
-        return keys.valid_namespace(namespace)
+        return valid_namespace(namespace)
     return keys.namespace_for(database_uri(environ.get("DATABASE_URL"), instance_path(environ)))
 
 
@@ -166,7 +182,7 @@ def load_config(environ=os.environ):
         try:
             return kind(environ.get(name, default))
         except ValueError:
-            raise RuntimeError(f"{name} must be a number, not {environ.get(name)!r}") from None
+            raise ConfigError(f"{name} must be a number, not {environ.get(name)!r}") from None
 
     return {
         "SECRET_KEY": text("SECRET_KEY"),
@@ -219,6 +235,8 @@ def load_config(environ=os.environ):
         "HOST_QUEUES": comma_list("HOST_QUEUES"),
         "ADMIN_EMAIL": text("ADMIN_EMAIL", "admin@example.com"),
         "ADMIN_PASSWORD": text("ADMIN_PASSWORD"),
+        # Set by `make run`: a development secret kept under instance/ is fine.
+        "CLICKBOARD_DEV": text("CLICKBOARD_DEV", "") not in ("", "0"),
     }
 
 
@@ -228,8 +246,8 @@ def development_secret_key(app):
     Outside development a missing SECRET_KEY is an error at start-up rather
     than a silently weak deployment.
     """
-    if not (app.debug or app.testing or os.environ.get("CLICKBOARD_DEV")):
-        raise RuntimeError("SECRET_KEY must be set (see .env.example)")
+    if not (app.debug or app.testing or app.config.get("CLICKBOARD_DEV")):
+        raise ConfigError("SECRET_KEY must be set (see .env.example), or run beside `make run`")
     path = os.path.join(app.instance_path, "secret_key")
     if not os.path.exists(path):
         os.makedirs(app.instance_path, exist_ok=True)
@@ -244,7 +262,7 @@ def finish_config(app):
     cfg = app.config
     cfg["SQLALCHEMY_DATABASE_URI"] = database_uri(cfg.get("SQLALCHEMY_DATABASE_URI"), app.instance_path)
     if cfg.get("CLICKBOARD_NAMESPACE"):
-        keys.valid_namespace(cfg["CLICKBOARD_NAMESPACE"])
+        valid_namespace(cfg["CLICKBOARD_NAMESPACE"])
     else:
         cfg["CLICKBOARD_NAMESPACE"] = keys.namespace_for(cfg["SQLALCHEMY_DATABASE_URI"])
     if not cfg.get("CLICK_LOG_DIR"):
@@ -252,7 +270,7 @@ def finish_config(app):
     if not cfg.get("SECRET_KEY"):
         cfg["SECRET_KEY"] = development_secret_key(app)
     if cfg["CLICK_CAPTURE_MODE"] not in ("batch", "task"):
-        raise RuntimeError("CLICK_CAPTURE_MODE must be 'batch' or 'task'")
+        raise ConfigError("CLICK_CAPTURE_MODE must be 'batch' or 'task'")
     if cfg["REDIRECT_STATUS_CODE"] not in (301, 302, 307, 308):
-        raise RuntimeError("REDIRECT_STATUS_CODE must be one of 301, 302, 307, 308")
+        raise ConfigError("REDIRECT_STATUS_CODE must be one of 301, 302, 307, 308")
     cfg.setdefault("CELERY", celery_config(cfg))

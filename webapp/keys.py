@@ -35,10 +35,8 @@ def namespace_for(database_uri):
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
-def valid_namespace(namespace):
-    if not NAMESPACE_PATTERN.fullmatch(namespace):
-        raise RuntimeError("CLICKBOARD_NAMESPACE must be 1-32 letters, digits, '-' or '_'")
-    return namespace
+def is_valid_namespace(namespace):
+    return bool(NAMESPACE_PATTERN.fullmatch(namespace))
 
 
 def key(namespace, *parts):

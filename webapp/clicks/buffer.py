@@ -6,12 +6,15 @@ Each app builds its own buffer in ``init_app``, named in its install's
 namespace (``webapp.keys``). Code running in an app context reaches it as
 ``CLICK_BUFFER``, a proxy to the current app's buffer in the manner of
 Flask's ``current_app``; threads that run outside any context (the click
-shipper, a bare log writer) are handed the buffer itself.
+shipper) are handed the buffer itself. Code with no app at all (a bare log
+writer, a script) gets the buffer of the install its environment names, the
+one ``create_app`` would build.
 """
 
-from flask import current_app
+from flask import current_app, has_app_context
 from werkzeug.local import LocalProxy
 
+from webapp.config import environment_namespace
 from webapp.keys import key
 from webapp.streams import StreamBuffer
 
@@ -23,8 +26,10 @@ def click_buffer_for(namespace):
 
 
 def click_buffer():
-    """The current app's click buffer."""
-    return current_app.extensions[EXTENSION]
+    """The current app's click buffer (without an app, the environment's install's)."""
+    if has_app_context():
+        return current_app.extensions[EXTENSION]
+    return click_buffer_for(environment_namespace())
 
 
 CLICK_BUFFER = LocalProxy(click_buffer)

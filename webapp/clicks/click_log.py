@@ -35,8 +35,7 @@ import uuid
 
 from redis import RedisError
 
-from webapp.clicks.buffer import click_buffer, click_buffer_for, shipped_late_key
-from webapp.config import environment_namespace
+from webapp.clicks.buffer import click_buffer, shipped_late_key
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +48,13 @@ ORPHAN_CHECK_EVERY = 50  # shipper ticks between looks for dead processes' files
 class ClickLog:
     """One process's log file and its shipper thread.
 
-    ``buffer`` is the install's click buffer; a log built without an app
-    ships to the one the environment names, as ``create_app`` would.
+    ``buffer`` is the install's click buffer (by default ``click_buffer()``).
     """
 
     def __init__(self, directory, client, interval, buffer=None):
         self.directory = directory
         self.client = client
-        self.buffer = buffer or click_buffer_for(environment_namespace())
+        self.buffer = buffer or click_buffer()
         self.interval = interval
         self.lock = threading.Lock()
         self.fd = None
