@@ -28,8 +28,7 @@ NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
 def namespace_for(database_uri):
     """The default namespace: 10 hex digits of the database URL without its password."""
     try:
-        url = make_url(database_uri).set(password=None)
-        text = url.render_as_string(hide_password=False)
+        text = make_url(database_uri).render_as_string(hide_password=True)  # "***" for any password
     except ArgumentError:
         text = database_uri
     return hashlib.sha256(text.encode()).hexdigest()[:10]
