@@ -16,6 +16,7 @@ from webapp.clicks.drain import CLICK_DRAIN
 from webapp.clicks.events import click_row
 from webapp.clicks.store import record_clicks
 from webapp.extensions import db
+from webapp.pageviews import ingest
 from webapp.redis_client import worker_redis
 
 log = logging.getLogger(__name__)
@@ -49,5 +50,8 @@ def record_link_click(line):
     name="tasks.clicks.ship_orphaned_clicks", autoretry_for=(RedisError,), retry_backoff=True, max_retries=3
 )
 def ship_orphaned_clicks():
-    """Ship click logs left by processes that stopped (those on this host's disk)."""
-    return click_log.ship_orphans(current_app.config["CLICK_LOG_DIR"], worker_redis())
+    """Ship click and page-view spools left by processes that stopped (those on this host's
+    disk), and settle the kept ones: confirmed by the drain, or lost by Redis and shipped again."""
+    directory, keep_bytes = current_app.config["CLICK_LOG_DIR"], current_app.config["SPOOL_KEEP_MB"] << 20
+    ingest.ship_orphans(directory, worker_redis(), keep_bytes=keep_bytes)
+    return click_log.ship_orphans(directory, worker_redis(), keep_bytes=keep_bytes)

@@ -131,6 +131,7 @@ def app(app_env, monkeypatch):
 def stop_click_logs(apps):
     for stopped in apps:
         stop_click_log(stopped.extensions["clickboard.click_log"])
+        stop_click_log(stopped.extensions["clickboard.pageview_log"])
         stopped.extensions["clickboard.link_cache"].stop()
 
 

@@ -59,7 +59,7 @@ def logged_lines(app):
     if not os.path.isdir(directory):
         return []
     lines = []
-    for name in sorted(os.listdir(directory)):
+    for name in sorted(name for name in os.listdir(directory) if name.endswith(".log")):
         with open(os.path.join(directory, name)) as log_file:
             lines.extend(line.rstrip("\n") for line in log_file)
     return lines

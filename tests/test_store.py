@@ -282,7 +282,7 @@ def test_drain_stops_on_a_database_error_and_leaves_unwritten_batches_pending(
     CLICK_BUFFER.append(redis_client, lines_for(link, 30))
     writes = []
 
-    def fail_on_second(engine, rows, check_duplicates):
+    def fail_on_second(engine, rows, check_duplicates, dropped=0):
         writes.append(len(rows))
         if len(writes) == 2:
             raise OperationalError("INSERT", {}, Exception("database went away"))

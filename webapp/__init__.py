@@ -6,10 +6,9 @@ import sys
 from flask import Flask, render_template
 from flask.json.provider import DefaultJSONProvider
 
-from webapp import clicks, devstate, redirects, redis_client, templating
+from webapp import clicks, devstate, pageviews, redirects, redis_client, templating
 from webapp.config import PROJECT_ROOT, ConfigError, finish_config, instance_path, load_config
 from webapp.extensions import csrf, db, htmx, login_manager, migrate
-from webapp.pageviews import ingest as pageview_ingest
 from webapp.sessions import DashboardSessionInterface
 
 __all__ = ["PROJECT_ROOT", "create_app", "create_app_or_exit"]
@@ -72,7 +71,7 @@ def register_extensions(app):
     migrate.init_app(app, db, directory=os.path.join(PROJECT_ROOT, "migrations"))
     redis_client.init_app(app)
     clicks.init_app(app)
-    pageview_ingest.init_app(app)
+    pageviews.init_app(app)
     celery_init_app(app)
 
 

@@ -214,6 +214,11 @@ def load_config(environ=os.environ):
         # Where each process logs its clicks before shipping them to Redis.
         "CLICK_LOG_DIR": text("CLICK_LOG_DIR"),
         "CLICK_SHIP_INTERVAL": number("CLICK_SHIP_INTERVAL", 0.1),
+        # Shipped lines are kept on disk until the drain commits them, so a Redis that
+        # loses its data loses nothing; past this many MB per spool the oldest are released.
+        "SPOOL_KEEP_MB": number("SPOOL_KEEP_MB", 256, int),
+        # Clicks held in memory per process while the click log's disk refuses writes.
+        "CLICK_MEMORY_LINES": number("CLICK_MEMORY_LINES", 10_000, int),
         "REDIRECT_STATUS_CODE": number("REDIRECT_STATUS_CODE", 302, int),
         "LINK_CACHE_SECONDS": number("LINK_CACHE_SECONDS", 300, int),
         # Each process's own copy; changes reach it within a second, this bounds an outage.

@@ -10,12 +10,16 @@ import time
 from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from redis import RedisError
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
+from webapp import pipeline_counters, spool
 from webapp.clicks import buffer, click_log
 from webapp.clicks.buffer import CLICK_BUFFER
+from webapp.durable_counters import HostCounters
 from webapp.extensions import db
-from webapp.redis_client import request_redis
+from webapp.redis_client import eviction_warning, request_redis
 
 bp = Blueprint("health", __name__)
 
@@ -29,7 +33,20 @@ def check_redis():
     client = request_redis().client
     client.ping()
     length, lag = CLICK_BUFFER.backlog(client)
-    return {"ok": True, "click_backlog": length, "click_lag_seconds": round(lag, 3)}
+    result = {"ok": True, "click_backlog": length, "click_lag_seconds": round(lag, 3)}
+    try:
+        warning = eviction_warning(client)
+    except RedisError as exc:  # CONFIG may be disabled on a managed Redis
+        warning = f"maxmemory-policy unknown: {exc}"[:200]
+    if warning:
+        result["warning"] = warning
+    return result
+
+
+def check_spools():
+    """Whether this host's spools can take lines: the disk, and this process's last write."""
+    found = spool.problems()
+    return {"ok": not found, **found}
 
 
 def check_broker():
@@ -47,7 +64,13 @@ def check_workers():
     return {"ok": age is not None and age < limit, "last_drain_seconds_ago": age and round(age, 1)}
 
 
-CHECKS = {"db": check_database, "redis": check_redis, "broker": check_broker, "workers": check_workers}
+CHECKS = {
+    "db": check_database,
+    "redis": check_redis,
+    "broker": check_broker,
+    "workers": check_workers,
+    "spool": check_spools,
+}
 
 
 def run_check(check):
@@ -68,11 +91,12 @@ def healthz():
 
 
 class ClickPipelineCollector:
-    """Reads the counters the redirect and the drain keep in Redis."""
+    """The pipeline's counters: drained and dropped from the database (exact, and kept when
+    Redis loses its data), the rest from Redis and from this host's spool counters."""
 
     def collect(self):
         client = request_redis().client
-        totals = buffer.counters(client)
+        totals = {**buffer.counters(client), **drained_and_dropped()}
         length, lag = CLICK_BUFFER.backlog(client)
         for name, value in totals.items():
             yield CounterMetricFamily(f"clickboard_{name}", f"Total {name.replace('_', ' ')}", value=value)
@@ -84,6 +108,51 @@ class ClickPipelineCollector:
             "clickboard_click_log_files",
             "Click log files on this host (one per live process, more while Redis is away)",
             value=click_log.pending_files(current_app.config["CLICK_LOG_DIR"]),
+        )
+        yield from spool_metrics()
+
+
+DRAIN_COUNTERS = ("clicks_drained", "clicks_dropped", "pageviews_drained", "pageviews_dropped")
+
+
+def drained_and_dropped():
+    """The drain's totals from the database; none (Redis's copies stand) if it does not answer."""
+    try:
+        recorded = pipeline_counters.totals(db.session)
+    except SQLAlchemyError:
+        db.session.rollback()
+        return {}
+    return {name: recorded.get(name, 0) for name in DRAIN_COUNTERS}
+
+
+SPOOL_COUNTERS = {
+    "lost": "lines the disk refused beyond what memory could hold",
+    "reshipped": "lines shipped again because Redis lost them",
+    "shipped_late": "lines shipped by another process than the one that took them",
+    "released_unconfirmed": "kept files deleted before the drain confirmed them (disk bound)",
+}
+
+
+def spool_metrics():
+    """This host's spool counters: kept on its disk, so a Redis that restarts empty keeps them."""
+    for spool_log in spool.app_spools().values():
+        totals = HostCounters(spool_log.directory).totals()
+        metric = spool_log.metric
+        for name, help_text in SPOOL_COUNTERS.items():
+            yield CounterMetricFamily(
+                f"clickboard_{metric}_spool_{name}",
+                f"{metric.capitalize()}: {help_text} (this host)",
+                value=totals.get(f"{metric}_{name}", 0),
+            )
+        yield GaugeMetricFamily(
+            f"clickboard_{metric}_spool_kept_files",
+            f"{metric.capitalize()}: shipped files kept until the drain confirms them (this host)",
+            value=spool.kept_files(spool_log.directory),
+        )
+        yield GaugeMetricFamily(
+            f"clickboard_{metric}_spool_failing",
+            f"{metric.capitalize()}: 1 if this host's spool cannot take lines now",
+            value=int(bool(spool_log.failing() or spool.disk_problem(spool_log.directory))),
         )
 
 

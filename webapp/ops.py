@@ -13,6 +13,7 @@ two workers on one machine may share a hostname.
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -23,6 +24,9 @@ from celery import signals
 
 from webapp.config import TASK_QUEUES
 from webapp.keys import key
+from webapp.redis_client import eviction_warning
+
+log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5
 HEARTBEAT_TTL = 20
@@ -65,6 +69,7 @@ def connect_worker_signals(app):
         )
         args = (redis, heartbeat_of(sender), name, queues, stop)
         threading.Thread(target=beat, args=args, daemon=True).start()
+        warn_if_evicting(redis())
 
     @signals.worker_shutdown.connect(weak=False)
     def stop_heartbeat(sender, **_):
@@ -87,6 +92,17 @@ def connect_worker_signals(app):
             pipe.execute()
         except Exception:  # noqa: BLE001 - never let bookkeeping fail a worker
             pass
+
+
+def warn_if_evicting(client):
+    """Say at start-up, in the worker's log, if Redis may evict buffered clicks."""
+    try:
+        warning = eviction_warning(client)
+    except Exception as exc:  # noqa: BLE001 - Redis down or CONFIG disabled: the check waits for /healthz
+        log.info("could not read Redis's maxmemory-policy: %s", exc)
+        return
+    if warning:
+        log.warning(warning)
 
 
 def beat(redis, heartbeat, name, queues, stop):

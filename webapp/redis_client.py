@@ -58,6 +58,20 @@ def worker_redis():
     return current_app.extensions[WORKER_CLIENT]
 
 
+def eviction_warning(client):
+    """Why this Redis may drop buffered clicks on its own, or None.
+
+    Under ``maxmemory`` any policy but ``noeviction`` lets Redis delete keys,
+    the click stream among them; the spool would ship them again, but only
+    while it still keeps them. ``noeviction`` makes a full Redis refuse
+    writes instead, which the spool rides out like an outage.
+    """
+    policy = client.config_get("maxmemory-policy").get("maxmemory-policy", "noeviction")
+    if policy == "noeviction":
+        return None
+    return f"Redis maxmemory-policy is {policy}: it may evict buffered clicks; set noeviction"
+
+
 registered_scripts = {}
 
 

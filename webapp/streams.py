@@ -19,13 +19,16 @@ drops them when they come round again. Every message counts exactly once.
 
 import logging
 import os
+import secrets
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import redis
 from sqlalchemy.exc import IntegrityError
 
+from webapp import pipeline_counters
 from webapp.keys import key
 from webapp.redis_client import cached_script
 
@@ -41,17 +44,60 @@ return 1
 """
 # Lua's unpack() takes a few thousand values at most.
 ACK_CHUNK = 5000
-# KEYS: stream, buffered counter. ARGV: field name, lines. One XADD per non-empty
-# line, split inside Redis: the sender passes one string, not one argument per
-# message, which redis-py would spend microseconds each building.
-APPEND_LINES = """
-local added = 0
+# KEYS: stream, buffered counter, epoch. ARGV: field name, lines, a new epoch
+# token. One XADD per non-empty line, split inside Redis: the sender passes one
+# string, not one argument per message, which redis-py would spend
+# microseconds each building. Returns {added, last id, epoch}: the spool keeps
+# the shipped lines under that epoch and id until the drain has committed them.
+SHIP_LINES = """
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[3], ARGV[3]) end
+local added, last = 0, false
 for value in string.gmatch(ARGV[2], '[^\\n]+') do
-  redis.call('XADD', KEYS[1], '*', ARGV[1], value)
+  last = redis.call('XADD', KEYS[1], '*', ARGV[1], value)
   added = added + 1
 end
 redis.call('INCRBY', KEYS[2], added)
-return added
+local epoch = redis.call('GET', KEYS[3])
+if not epoch then
+  epoch = ARGV[3]
+  redis.call('SET', KEYS[3], epoch)
+end
+return {added, last, epoch}
+"""
+# KEYS: stream, epoch. ARGV: group, a new epoch token. The drain's consumer group,
+# and the stream with it if there is none. A stream created anew (Redis lost
+# it, or evicted it) starts a new epoch wherever it is created: here or in
+# SHIP_LINES.
+ENSURE_GROUP = """
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[2], ARGV[2]) end
+redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+return 1
+"""
+# KEYS: stream, epoch. ARGV: group, a new epoch token. What the spool needs to
+# know whether Redis still holds what it was given, and what the drain has
+# committed: {epoch, the stream's last id, the group's last delivered id, the
+# smallest pending id}, false where there is none.
+DURABILITY_STATE = """
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = ARGV[2]
+  redis.call('SET', KEYS[2], epoch)
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {epoch, false, false, false} end
+local function field(reply, name)
+  for i = 1, #reply, 2 do
+    if reply[i] == name then return reply[i + 1] end
+  end
+end
+local last = field(redis.call('XINFO', 'STREAM', KEYS[1]), 'last-generated-id')
+for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  if field(group, 'name') == ARGV[1] then
+    local smallest = false
+    if field(group, 'pending') > 0 then smallest = redis.call('XPENDING', KEYS[1], ARGV[1])[2] end
+    return {epoch, last, field(group, 'last-delivered-id'), smallest}
+  end
+end
+return {epoch, last, false, false}
 """
 # Small enough that one call never holds Redis for long (~500 click lines).
 APPEND_CHUNK = 500
@@ -74,6 +120,33 @@ return flat
 """
 
 
+def stream_id(value):
+    """A stream id as an (ms, seq) tuple that compares in stream order; None stays None."""
+    if not value:
+        return None
+    ms, _, seq = value.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class Durability(NamedTuple):
+    """A buffer's state as the spool sees it (ids as ``stream_id`` tuples, None if absent)."""
+
+    epoch: str
+    last_id: tuple | None  # the last id the stream ever gave out
+    delivered: tuple | None  # the drain group's last delivered id
+    smallest_pending: tuple | None  # delivered, not yet acknowledged
+
+    def lost(self, epoch, last_id):
+        """Whether Redis lost lines shipped under ``epoch`` up to ``last_id``."""
+        return epoch != self.epoch or self.last_id is None or last_id > self.last_id
+
+    def committed(self, last_id):
+        """Whether every line up to ``last_id`` was committed (acknowledged after the commit)."""
+        if self.delivered is None or last_id > self.delivered:
+            return False
+        return self.smallest_pending is None or last_id < self.smallest_pending
+
+
 class StreamBuffer:
     """One stream, its consumer group, and the counters /metrics reports for it.
 
@@ -89,21 +162,26 @@ class StreamBuffer:
         self.namespace, self.name = namespace, name
         self.stream = key(namespace, name)
         self.group = group
+        # The buffer's name is also what its metrics are called ("clicks", "pageviews").
+        self.metric = name
         self.buffered_key = self.metric_key("buffered")
         self.drained_key = self.metric_key("drained")
         self.dropped_key = self.metric_key("dropped")
+        self.shipped_late_key = self.metric_key("shipped_late")
         self.last_drain_key = key(namespace, "drain", name, "last_run")
+        # Names this Redis's copy of the stream: gone or new after Redis lost its data.
+        self.epoch_key = key(namespace, name, "epoch")
+        # Ids of batches whose write failed before the commit, for the next drain.
+        self.retry_key = key(namespace, name, "retry")
 
     def metric_key(self, metric):
         """The counter of ``metric`` for this buffer: ``cb:<ns>:metrics:clicks_<metric>``."""
         return key(self.namespace, "metrics", f"{self.name}_{metric}")
 
     def ensure_group(self, client):
-        try:
-            client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        cached_script(client, ENSURE_GROUP)(
+            keys=[self.stream, self.epoch_key], args=[self.group, secrets.token_hex(8)]
+        )
 
     def append(self, client, messages):
         """Append messages: one Lua call per chunk for one-field messages, else a pipeline."""
@@ -119,8 +197,41 @@ class StreamBuffer:
 
     def append_lines(self, client, text):
         """One-field messages: each non-empty line of ``text`` becomes one; return how many."""
-        script = cached_script(client, APPEND_LINES)
-        return script(keys=[self.stream, self.buffered_key], args=[self.field, text])
+        return self.ship_block(client, text)[0]
+
+    def ship_block(self, client, text):
+        """Like ``append_lines``; return (messages added, the last one's id or None, the epoch)."""
+        added, last_id, epoch = cached_script(client, SHIP_LINES)(
+            keys=[self.stream, self.buffered_key, self.epoch_key],
+            args=[self.field, text, secrets.token_hex(8)],
+        )
+        return added, last_id, epoch
+
+    def durability_state(self, client, new_epoch):
+        """What Redis holds of the stream now, and what the drain has committed (``Durability``)."""
+        reply = cached_script(client, DURABILITY_STATE)(
+            keys=[self.stream, self.epoch_key], args=[self.group, new_epoch]
+        )
+        return Durability(*(reply[0], *(stream_id(value) for value in reply[1:])))
+
+    def note_failed_batch(self, client, message_ids):
+        """A batch was read but not committed: the next drain takes it back at once."""
+        if message_ids:
+            client.rpush(self.retry_key, *message_ids)
+
+    def claim_failed_batches(self, client, consumer, count):
+        """(id, message) pairs of batches whose drain failed before its commit."""
+        pipe = client.pipeline()
+        pipe.lrange(self.retry_key, 0, count - 1)
+        pipe.ltrim(self.retry_key, count, -1)
+        message_ids = pipe.execute()[0]
+        if not message_ids:
+            return []
+        claimed = client.xclaim(self.stream, self.group, consumer, min_idle_time=0, message_ids=message_ids)
+        claimed = [(message_id, fields) for message_id, fields in claimed if fields]
+        if self.field:
+            return [(message_id, fields.get(self.field)) for message_id, fields in claimed]
+        return claimed
 
     def read_new(self, client, consumer, count):
         """Up to ``count`` (id, message) pairs never delivered to any consumer."""
@@ -195,11 +306,7 @@ class StreamDrain:
     def drain(self, client, engine, consumer, batch_size, max_batches, reclaim_idle_seconds):
         """Drain up to ``max_batches`` batches; return the number of rows recorded."""
         self.buffer.ensure_group(client)
-        recorded = 0
-        stale = self.buffer.reclaim_stale(client, consumer, reclaim_idle_seconds, batch_size)
-        if stale:
-            log.warning("reclaimed %d messages of %s from a dead drain", len(stale), self.buffer.stream)
-            recorded += self.drain_batch(client, engine, stale, check_duplicates=True)
+        recorded = self.drain_leftovers(client, engine, consumer, batch_size, reclaim_idle_seconds)
         # One helper thread, so its Redis calls keep their order: read N+1, ack N, read N+2 ...
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="drain-redis") as redis_io:
             acks = []
@@ -210,7 +317,9 @@ class StreamDrain:
                 if more:
                     next_read = redis_io.submit(self.buffer.read_new, client, consumer, batch_size)
                 if messages:
-                    written = self.write_batch(engine, messages, check_duplicates=False)
+                    written = self.write_or_hand_back(
+                        client, engine, messages, next_read if more else None, check_duplicates=False
+                    )
                     recorded += written
                     acks.append(redis_io.submit(self.acknowledge, client, messages, written))
                 if not more:
@@ -220,28 +329,59 @@ class StreamDrain:
         client.set(self.buffer.last_drain_key, f"{time.time():.3f}")
         return recorded
 
+    def drain_leftovers(self, client, engine, consumer, batch_size, reclaim_idle_seconds):
+        """Batches a failed drain handed back, then those of drains that died; return rows recorded."""
+        recorded = 0
+        failed = self.buffer.claim_failed_batches(client, consumer, batch_size)
+        if failed:
+            log.warning("retrying %d messages of %s a drain failed to write", len(failed), self.buffer.stream)
+            recorded += self.drain_batch(client, engine, failed, check_duplicates=True)
+        stale = self.buffer.reclaim_stale(client, consumer, reclaim_idle_seconds, batch_size)
+        if stale:
+            log.warning("reclaimed %d messages of %s from a dead drain", len(stale), self.buffer.stream)
+            recorded += self.drain_batch(client, engine, stale, check_duplicates=True)
+        return recorded
+
+    def write_or_hand_back(self, client, engine, messages, next_read, check_duplicates):
+        """Write a batch; if that fails (database locked, connection lost), hand it back, with
+        the batch already read ahead, so the next drain retries them at once instead of
+        after ``reclaim_idle_seconds``; then fail as before."""
+        try:
+            return self.write_batch(engine, messages, check_duplicates)
+        except Exception:
+            unwritten = [message_id for message_id, _ in messages]
+            if next_read is not None and next_read.exception() is None:
+                unwritten += [message_id for message_id, _ in next_read.result()]
+            try:
+                self.buffer.note_failed_batch(client, unwritten)
+            except redis.RedisError:
+                log.warning("could not hand back a failed batch; it is reclaimed once idle")
+            raise
+
     def drain_batch(self, client, engine, messages, check_duplicates):
         """Write one batch, then acknowledge it; return the rows recorded."""
-        recorded = self.write_batch(engine, messages, check_duplicates)
+        recorded = self.write_or_hand_back(client, engine, messages, None, check_duplicates)
         self.acknowledge(client, messages, recorded)
         return recorded
 
     def write_batch(self, engine, messages, check_duplicates):
         rows = [row for row in (self.to_row(fields) for _, fields in messages) if row]
-        if len(rows) < len(messages):
-            log.error("dropping %d malformed messages from %s", len(messages) - len(rows), self.buffer.stream)
-        if not rows:
-            return 0
+        dropped = len(messages) - len(rows)
+        if dropped:
+            log.error("dropping %d malformed messages from %s", dropped, self.buffer.stream)
         try:
-            return self.commit_rows(engine, rows, check_duplicates)
+            return self.commit_rows(engine, rows, check_duplicates, dropped)
         except IntegrityError:
             # Some message was recorded before (a replayed spool, a reclaim
             # from a drain that was only slow): write again, skipping those.
-            return self.commit_rows(engine, rows, check_duplicates=True)
+            return self.commit_rows(engine, rows, True, dropped)
 
     def acknowledge(self, client, messages, recorded):
         self.buffer.acknowledge(client, [message_id for message_id, _ in messages], recorded)
 
-    def commit_rows(self, engine, rows, check_duplicates):
+    def commit_rows(self, engine, rows, check_duplicates, dropped=0):
         with engine.begin() as conn:
-            return self.record(conn, rows, check_duplicates)
+            recorded = self.record(conn, rows, check_duplicates) if rows else 0
+            metric = self.buffer.metric
+            pipeline_counters.add_counts(conn, {f"{metric}_drained": recorded, f"{metric}_dropped": dropped})
+            return recorded

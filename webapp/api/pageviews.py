@@ -1,12 +1,14 @@
-"""POST /api/pageviews: accept page views into the buffer; the drain writes them."""
+"""POST /api/pageviews: accept page views into this process's spool; the drain writes them."""
 
-from flask import jsonify, request
-from redis import RedisError
+import logging
+
+from flask import current_app, jsonify, request
 
 from webapp.api import bp
 from webapp.auth.tokens import token_required
-from webapp.pageviews.ingest import PAGEVIEW_BUFFER, InvalidPageView, messages_from_payload
-from webapp.redis_client import request_redis
+from webapp.pageviews.ingest import InvalidPageView, lines_from_payload
+
+log = logging.getLogger(__name__)
 
 
 @bp.post("/pageviews")
@@ -16,16 +18,15 @@ def ingest_pageviews():
     if payload is None:
         return jsonify(error="request body must be JSON: one page view or a list of them"), 400
     try:
-        messages = messages_from_payload(payload)
+        lines = lines_from_payload(payload)
     except InvalidPageView as exc:
         return jsonify(error=str(exc)), 400
-    guard = request_redis()
     try:
-        PAGEVIEW_BUFFER.append(guard.client, messages)
-    except RedisError:
+        current_app.extensions["clickboard.pageview_log"].append_all(lines)
+    except OSError as exc:
         # Not accepted, so nothing is lost: the sender keeps the views and retries.
-        guard.mark_down()
-        response = jsonify(error="the page-view buffer is unavailable; retry shortly")
+        log.error("page-view spool unwritable, answering 503: %s", exc)
+        response = jsonify(error="the page-view spool is unavailable; retry shortly")
         response.headers["Retry-After"] = "5"
         return response, 503
-    return jsonify(accepted=len(messages)), 202
+    return jsonify(accepted=len(lines)), 202

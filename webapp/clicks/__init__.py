@@ -15,7 +15,12 @@ def init_app(app):
     app.extensions[drain.EXTENSION] = drain.click_drain_for(click_buffer)
     app.extensions["clickboard.trusted_proxies"] = parse_trusted_proxies(cfg["TRUSTED_PROXIES"])
     app.extensions["clickboard.click_log"] = ClickLog(
-        cfg["CLICK_LOG_DIR"], background, cfg["CLICK_SHIP_INTERVAL"], click_buffer
+        cfg["CLICK_LOG_DIR"],
+        background,
+        cfg["CLICK_SHIP_INTERVAL"],
+        click_buffer,
+        keep_bytes=cfg["SPOOL_KEEP_MB"] << 20,
+        memory_lines=cfg["CLICK_MEMORY_LINES"],
     )
     app.extensions["clickboard.link_cache"] = LocalLinkCache(
         cfg["LINK_LOCAL_CACHE_SECONDS"], background, changes_stream(cfg["CLICKBOARD_NAMESPACE"])

@@ -37,7 +37,7 @@ CLICK_BUFFER = LocalProxy(click_buffer)
 
 def shipped_late_key(buffer):
     """Clicks shipped by another process than the one that captured them (it died)."""
-    return buffer.metric_key("shipped_late")
+    return buffer.shipped_late_key
 
 
 def dead_letter_stream(buffer):

@@ -10,11 +10,9 @@ transaction, so rows and counters commit together or not at all.
 import functools
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
-from operator import itemgetter
 
 import psycopg
-from sqlalchemy import case, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from webapp.clicks import dead_letters
@@ -29,6 +27,7 @@ from webapp.models import (
     LinkDailyReferrers,
     LinkHourlyClicks,
 )
+from webapp.upserts import upsert_sums
 
 CLICK_COLUMNS = ("event_id", "link_id", "created_at", "referrer", "user_agent", "ip_anonymised", "is_bot")
 
@@ -164,24 +163,3 @@ def agent_rows(rows):
         {"link_id": link_id, "day": day, "agent": agent, "is_bot": is_bot, "clicks": count}
         for (link_id, day, agent, is_bot), count in totals.items()
     ]
-
-
-def upsert_sums(conn, model, keys, rows, latest=()):
-    """One ``INSERT ... ON CONFLICT DO UPDATE`` per row: add the counts, keep the latest time.
-
-    Rows go in key order. Concurrent drains on PostgreSQL lock the counter rows
-    they touch until commit; taking those locks in one global order means two
-    drains sharing links wait for each other briefly instead of deadlocking.
-    """
-    if not rows:
-        return
-    rows = sorted(rows, key=itemgetter(*keys))
-    table = model.__table__
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = dialect_insert(table)
-    summed = [name for name in rows[0] if name not in keys and name not in latest]
-    updates = {name: table.c[name] + stmt.excluded[name] for name in summed}
-    for name in latest:
-        newer = (table.c[name].is_(None)) | (stmt.excluded[name] > table.c[name])
-        updates[name] = case((newer, stmt.excluded[name]), else_=table.c[name])
-    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=updates), rows)

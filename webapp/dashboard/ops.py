@@ -9,12 +9,12 @@ import time
 
 from flask import current_app, render_template
 
-from webapp import ops
+from webapp import ops, spool
 from webapp.clicks import click_log, dead_letters
 from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.dashboard import bp
 from webapp.pageviews.ingest import PAGEVIEW_BUFFER
-from webapp.redis_client import request_redis
+from webapp.redis_client import eviction_warning, request_redis
 
 
 @bp.get("/ops")
@@ -53,6 +53,8 @@ def ops_context():
         "queues": recent_queue_depths,
         "log_files": lambda: click_log.pending_files(current_app.config["CLICK_LOG_DIR"]),
         "dead_letters": lambda: dead_letters.waiting(client),
+        "kept_files": lambda: click_log.kept_files(current_app.config["CLICK_LOG_DIR"]),
+        "warnings": lambda: pipeline_warnings(client),
     }
     for name, read in readers.items():
         try:
@@ -61,3 +63,10 @@ def ops_context():
             context[name] = None
             context["problems"].append(f"{name}: {type(exc).__name__}: {exc}"[:200])
     return context
+
+
+def pipeline_warnings(client):
+    """What puts clicks at risk although everything answers: an evicting Redis, a failing spool."""
+    warnings = [f"{name.replace('_', ' ')}: {problem}" for name, problem in spool.problems().items()]
+    eviction = eviction_warning(client)
+    return [eviction, *warnings] if eviction else warnings

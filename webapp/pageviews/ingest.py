@@ -1,12 +1,17 @@
-"""Page views sent to ``POST /api/pageviews``: validation, buffering, and rows.
+"""Page views sent to ``POST /api/pageviews``: validation, spooling, and rows.
 
-A page view travels through its own Redis Stream as a flat message:
-``e`` event id, ``u`` url, ``m`` response time in ms, ``t`` Unix time.
+A page view travels as one line of tab-separated fields, like a click:
+event id, Unix time, response time in ms, url (last: the only long one; a
+valid url has no tab or newline). The line is written to this process's
+page-view spool (``PageViewLog``) before the request is answered 202, and
+shipped from there to its own Redis Stream, so page views survive what
+clicks survive: Redis down, or Redis restarting without its data.
 Like the click buffer, the stream is built per app in its install's
 namespace; ``PAGEVIEW_BUFFER`` and ``PAGEVIEW_DRAIN`` are the current app's.
 """
 
 import math
+import os
 import time
 from datetime import UTC, datetime
 
@@ -14,9 +19,11 @@ from flask import current_app
 from sqlalchemy import insert
 from werkzeug.local import LocalProxy
 
+from webapp import spool
 from webapp.clicks.events import new_event_id
 from webapp.dedup import rows_not_yet_recorded
 from webapp.models import URL_MAX_LENGTH, PageView
+from webapp.redis_client import BACKGROUND_CLIENT
 from webapp.streams import StreamBuffer, StreamDrain
 
 MAX_BATCH = 1000
@@ -27,14 +34,35 @@ BUFFER_EXTENSION = "clickboard.pageview_buffer"
 DRAIN_EXTENSION = "clickboard.pageview_drain"
 PAGEVIEW_BUFFER = LocalProxy(lambda: current_app.extensions[BUFFER_EXTENSION])
 PAGEVIEW_DRAIN = LocalProxy(lambda: current_app.extensions[DRAIN_EXTENSION])
+PREFIX = "pageviews"
+
+
+class PageViewLog(spool.Spool):
+    """One process's page-view spool, in the ``pageviews`` folder of ``CLICK_LOG_DIR``; handed
+    the install's buffer itself, since its shipper thread runs outside any app context."""
+
+    def __init__(self, click_log_dir, client, interval, buffer, **limits):
+        super().__init__(spool_directory(click_log_dir), client, interval, buffer, PREFIX, **limits)
+
+
+def spool_directory(click_log_dir):
+    return os.path.join(click_log_dir, PREFIX)
+
+
+def ship_orphans(click_log_dir, client, keep_bytes=spool.DEFAULT_KEEP_BYTES):
+    """Ship page-view spools of processes that died, and settle kept ones; return views shipped."""
+    directory = spool_directory(click_log_dir)
+    shipped = spool.ship_orphans(directory, client, PAGEVIEW_BUFFER, PREFIX)
+    spool.settle_kept(directory, client, PAGEVIEW_BUFFER, keep_bytes)
+    return shipped
 
 
 class InvalidPageView(ValueError):
     """A page view we cannot accept; the message says which and why."""
 
 
-def messages_from_payload(payload, now=None):
-    """Validate one page view or a list of them; return stream messages or raise."""
+def lines_from_payload(payload, now=None):
+    """Validate one page view or a list of them; return spool lines or raise."""
     items = payload if isinstance(payload, list) else [payload]
     if not items:
         raise InvalidPageView("send at least one page view")
@@ -44,22 +72,20 @@ def messages_from_payload(payload, now=None):
     labels = (
         f"page view {index}" if isinstance(payload, list) else "page view" for index in range(len(items))
     )
-    return [message_from_item(item, where, now) for item, where in zip(items, labels, strict=True)]
+    return [line_from_item(item, where, now) for item, where in zip(items, labels, strict=True)]
 
 
-def message_from_item(item, where, now):
+def line_from_item(item, where, now):
     if not isinstance(item, dict):
         example = '{"url": "/blog/x", "response_time_ms": 120}'
         raise InvalidPageView(f"{where}: must be an object like {example}")
     unknown = set(item) - {"url", "response_time_ms", "ts"}
     if unknown:
         raise InvalidPageView(f"{where}: unknown fields {', '.join(sorted(map(str, unknown)))}")
-    return {
-        "e": new_event_id(),
-        "u": valid_url(item.get("url"), where),
-        "m": str(valid_response_time(item.get("response_time_ms"), where)),
-        "t": f"{valid_timestamp(item.get('ts'), where, now):.3f}",
-    }
+    url = valid_url(item.get("url"), where)
+    response_ms = valid_response_time(item.get("response_time_ms"), where)
+    seconds = valid_timestamp(item.get("ts"), where, now)
+    return f"{new_event_id()}\t{seconds:.3f}\t{response_ms}\t{url}"
 
 
 def valid_url(url, where):
@@ -69,6 +95,11 @@ def valid_url(url, where):
         raise InvalidPageView(f"{where}: url is longer than {URL_MAX_LENGTH} characters")
     if any(ord(char) < 32 or ord(char) == 127 for char in url):
         raise InvalidPageView(f"{where}: url contains control characters")
+    if not url.isascii():
+        try:
+            url.encode()
+        except UnicodeEncodeError:
+            raise InvalidPageView(f"{where}: url is not valid Unicode (a lone surrogate)") from None
     return url.strip()
 
 
@@ -99,15 +130,17 @@ def valid_timestamp(value, where, now):
     return seconds
 
 
-def pageview_row(message):
+def pageview_row(line):
+    """The row of a spool line; None for a malformed one (a torn write)."""
     try:
+        event_id, seconds, response_ms, url = line.split("\t", 3)
         return {
-            "event_id": str(message["e"])[:32],
-            "url": message["u"],
-            "response_time_ms": int(message["m"]),
-            "created_at": datetime.fromtimestamp(float(message["t"]), UTC).replace(tzinfo=None),
+            "event_id": event_id[:32],
+            "url": url,
+            "response_time_ms": int(response_ms),
+            "created_at": datetime.fromtimestamp(float(seconds), UTC).replace(tzinfo=None),
         }
-    except (KeyError, TypeError, ValueError, OverflowError):
+    except (AttributeError, TypeError, ValueError, OverflowError):
         return None
 
 
@@ -119,7 +152,21 @@ def record_pageviews(conn, rows, check_duplicates):
     return len(rows)
 
 
+def pageview_buffer_for(namespace):
+    return StreamBuffer(namespace, "pageviews", "drain", field="p")
+
+
 def init_app(app):
-    buffer = StreamBuffer(app.config["CLICKBOARD_NAMESPACE"], "pageviews", "drain")
+    """The app's page-view buffer, drain and spool (``PAGEVIEW_BUFFER``, ``PAGEVIEW_DRAIN``,
+    ``clickboard.pageview_log``)."""
+    cfg = app.config
+    buffer = pageview_buffer_for(cfg["CLICKBOARD_NAMESPACE"])
     app.extensions[BUFFER_EXTENSION] = buffer
     app.extensions[DRAIN_EXTENSION] = StreamDrain(buffer, pageview_row, record_pageviews)
+    app.extensions["clickboard.pageview_log"] = PageViewLog(
+        cfg["CLICK_LOG_DIR"],
+        app.extensions[BACKGROUND_CLIENT],
+        cfg["CLICK_SHIP_INTERVAL"],
+        buffer,
+        keep_bytes=cfg["SPOOL_KEEP_MB"] << 20,
+    )

@@ -1,7 +1,7 @@
 """deleted links: tell a deleted link's late clicks from another install's
 
 Revision ID: 0006_deleted_links
-Revises: 0005_session_epoch
+Revises: 0006_pipeline_counters
 Create Date: 2026-11-22 10:00:00
 
 """
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0006_deleted_links'
-down_revision = '0005_session_epoch'
+revision = '0007_deleted_links'
+down_revision = '0006_pipeline_counters'
 branch_labels = None
 depends_on = None
 

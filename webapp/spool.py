@@ -1,0 +1,433 @@
+"""The local spool: where a click or a page view is written first, shipped from,
+and kept until the drain has committed it.
+
+A request appends its line to a file of its own process (one ``write`` to the
+page cache, no network) and answers. A background thread, the shipper, moves
+the lines to the Redis Stream buffer every ``interval`` seconds. When Redis is
+down the lines simply wait in the file: the spool is the outage path.
+
+Redis may also *forget* what it was given: a restart without persistence, a
+failover to a replica that lagged, an AOF that lost its last second, an
+eviction under ``maxmemory``. So a shipped file is not deleted but kept, named
+after the buffer's epoch (a token set in Redis whenever the stream is created,
+so a stream Redis lost or evicted comes back under a new one) and the last
+stream id its lines got.
+The shipper then settles kept files (``settle_kept``):
+
+- the drain has committed past the file's last id: delete it;
+- the epoch changed, the stream is gone, or the stream's last id is older
+  than the file's (Redis lost them): ship the file again; the event ids in
+  the lines make the drain count each once;
+- otherwise keep waiting. ``keep_bytes`` bounds the disk this uses: past it
+  the oldest kept files are released (counted) rather than fill the disk.
+
+Files, in the spool's directory:
+
+    <prefix>-<host>-<pid>.log        the file a live process appends to
+    shipping-<pid>-<uuid>.log        a file moved aside to be shipped
+    shipped-<epoch>-<ms>-<seq>-<uuid>.kept   shipped, kept until committed
+
+To ship, the owner renames its file aside and opens a fresh one, under a
+thread lock so no append falls between. A process holds a shared ``flock``
+on the file it appends to and an exclusive one on a file it ships, so
+``ship_orphans`` (run by every shipper now and then, and by the periodic
+task) can tell the files of dead processes, which it ships, from live ones.
+
+When the disk refuses a line (full, read-only, gone), the line is held in
+memory instead (``memory_lines`` at most; beyond that it is counted lost),
+the spool reports itself failing (``failing``), and the shipper sends held
+lines straight to Redis. A redirect never fails for want of a log.
+"""
+
+import atexit
+import collections
+import contextlib
+import fcntl
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+import uuid
+
+from flask import current_app
+from redis import RedisError
+
+from webapp.durable_counters import HostCounters
+
+log = logging.getLogger(__name__)
+
+# Read and sent this much at a time: about 500 click lines, so a file left by a
+# long Redis outage neither fills memory nor holds Redis in one long call.
+SHIP_BLOCK_BYTES = 64 * 1024
+ORPHAN_CHECK_EVERY = 50  # shipper ticks between looks for dead processes' files
+SETTLE_EVERY = 5  # shipper ticks between looks at kept files
+# A spool that failed to write within this many seconds reports itself failing.
+FAILING_FOR_SECONDS = 60.0
+KEPT_SUFFIX = ".kept"
+# Kept (shipped, not yet committed) files beyond this are released, oldest first.
+DEFAULT_KEEP_BYTES = 256 << 20
+# Lines held in memory while the disk refuses them, per process.
+DEFAULT_MEMORY_LINES = 10_000
+
+
+class Spool:
+    """One process's spool file, its memory fallback and its shipper thread."""
+
+    def __init__(
+        self,
+        directory,
+        client,
+        interval,
+        buffer,
+        prefix,
+        keep_bytes=DEFAULT_KEEP_BYTES,
+        memory_lines=DEFAULT_MEMORY_LINES,
+    ):
+        self.directory = directory
+        self.client = client
+        self.interval = interval
+        self.buffer = buffer
+        self.prefix = prefix
+        self.keep_bytes = keep_bytes
+        self.held = collections.deque()  # lines the disk refused, waiting for Redis
+        self.memory_lines = memory_lines
+        self.counters = HostCounters(directory)
+        self.last_failure = None  # (time, error text) of the last line the disk refused
+        self.lock = threading.Lock()
+        self.fd = None
+        self.torn = False  # a short write left a partial line: start the next one afresh
+        self.pid = None
+        self.stopped = threading.Event()
+
+    @property
+    def path(self):
+        return os.path.join(self.directory, f"{self.prefix}-{socket.gethostname()}-{self.pid}.log")
+
+    @property
+    def metric(self):
+        return self.buffer.metric
+
+    def append(self, line):
+        data = (line + "\n").encode()
+        with self.lock:
+            if self.pid != os.getpid():  # first use in this process (gunicorn forks after loading)
+                self.start()
+            try:
+                self.write(data)
+            except OSError as exc:
+                self.hold(line, exc)
+
+    def append_all(self, lines):
+        """Write lines that must be on disk before they are acknowledged; raise OSError if the
+        disk refuses them (the caller says "not accepted", and nothing is held or lost)."""
+        data = "".join(line + "\n" for line in lines).encode()
+        with self.lock:
+            if self.pid != os.getpid():
+                self.start()
+            try:
+                self.write(data)
+            except OSError as exc:
+                self.last_failure = (time.time(), f"{type(exc).__name__}: {exc}"[:200])
+                raise
+
+    def write(self, data):
+        if self.fd is None:
+            self.fd = open_appending(self.path)  # the disk refused before: try it again
+        if self.torn:
+            data = b"\n" + data  # the partial line stays alone, and the drain drops it
+        written = os.write(self.fd, data)
+        self.torn = written < len(data)
+        if self.torn:
+            raise OSError(f"short write to the {self.prefix} log ({written} of {len(data)} bytes)")
+
+    def hold(self, line, exc):
+        """The disk refused ``line``: keep it in memory for the shipper, or count it lost."""
+        if self.last_failure is None or self.last_failure[0] < time.time() - 10:
+            log.error("%s log %s unwritable, holding lines in memory: %s", self.prefix, self.directory, exc)
+        self.last_failure = (time.time(), f"{type(exc).__name__}: {exc}"[:200])
+        if len(self.held) < self.memory_lines:
+            self.held.append(line)
+        else:
+            self.counters.add(f"{self.metric}_lost")
+
+    def failing(self):
+        """The last disk failure's text if it is recent, else None."""
+        if self.last_failure and self.last_failure[0] > time.time() - FAILING_FOR_SECONDS:
+            return self.last_failure[1]
+        return None
+
+    def start(self):
+        self.pid = os.getpid()
+        self.held.clear()
+        self.stopped.clear()
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+            self.fd = open_appending(self.path)
+        except OSError as exc:
+            self.fd = None
+            self.last_failure = (time.time(), f"{type(exc).__name__}: {exc}"[:200])
+            log.error("%s log %s cannot be opened: %s", self.prefix, self.directory, exc)
+        atexit.register(self.stop)  # a clean shutdown ships the last lines itself
+        threading.Thread(target=self.ship_forever, name=f"{self.prefix}-shipper", daemon=True).start()
+
+    def ship_forever(self):
+        ticks = 0
+        while not self.stopped.wait(self.interval):
+            ticks += 1
+            try:
+                self.ship_own()
+                if ticks % SETTLE_EVERY == 1:
+                    self.settle()
+                if ticks % ORPHAN_CHECK_EVERY == 1:
+                    ship_orphans(self.directory, self.client, self.buffer, self.prefix)
+            except RedisError as exc:
+                log.warning("%s shipping paused, Redis unavailable: %s", self.prefix, exc)
+            except Exception:  # noqa: BLE001 - the thread must live on; lines wait in files
+                log.exception("%s shipping failed; will retry", self.prefix)
+
+    def ship_own(self):
+        """Move this process's lines to Redis; leave them on disk if Redis fails."""
+        self.ship_held()
+        for name in list_directory(self.directory):
+            if name.startswith(f"shipping-{self.pid}-"):
+                ship_file(os.path.join(self.directory, name), self.client, self.buffer)  # a failed try
+        aside = self.rotate()
+        if aside:
+            ship_file(aside, self.client, self.buffer)
+
+    def ship_held(self):
+        """Lines the disk refused go to Redis from memory (not kept: there is no disk to keep them on)."""
+        while self.held:
+            lines = [self.held[index] for index in range(min(len(self.held), 500))]
+            self.buffer.ship_block(self.client, "\n".join(lines))
+            for _ in lines:
+                self.held.popleft()
+
+    def settle(self):
+        settle_kept(self.directory, self.client, self.buffer, self.keep_bytes)
+
+    def rotate(self):
+        """Rename the current file aside and start a new one; None if it is empty."""
+        with self.lock:
+            if self.fd is None or os.fstat(self.fd).st_size == 0:
+                return None
+            aside = os.path.join(self.directory, f"shipping-{self.pid}-{uuid.uuid4().hex}.log")
+            os.rename(self.path, aside)
+            old_fd, self.fd = self.fd, None
+            os.close(old_fd)
+            try:
+                self.fd = open_appending(self.path)
+            except OSError as exc:  # the next append holds its line in memory and tries again
+                self.last_failure = (time.time(), f"{type(exc).__name__}: {exc}"[:200])
+            return aside
+
+    def stop(self):
+        """Ship what is left (on a clean shutdown) and stop the thread."""
+        self.stopped.set()
+        if self.pid == os.getpid():
+            with contextlib.suppress(RedisError, OSError):  # the files stay; another process ships them
+                self.ship_own()
+
+
+def list_directory(directory):
+    try:
+        return sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return []
+
+
+def open_appending(path):
+    while True:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # "alive": ship_orphans leaves this file alone
+        if same_file(fd, path):
+            return fd
+        # Between open and flock, ship_orphans took the new file for a dead
+        # one and deleted it: lines written to it now would be lost.
+        os.close(fd)
+
+
+def same_file(fd, path):
+    """Whether ``path`` still names the file open as ``fd``."""
+    try:
+        opened, named = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)
+
+
+@contextlib.contextmanager
+def locked_for_shipping(path):
+    """The file open and exclusively locked, or None if another process has it or it is gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        yield None
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield None  # its owner is alive, or another shipper has it
+            return
+        # Shipped meanwhile, or renamed aside by its owner and replaced by its
+        # new live file, which a rename or unlink of ``path`` would take.
+        yield fd if same_file(fd, path) else None
+    finally:
+        os.close(fd)
+
+
+def ship_file(path, client, buffer):
+    """Push a file's lines into the buffer, then keep it until committed; return the lines shipped."""
+    with locked_for_shipping(path) as fd:
+        if fd is None:
+            return 0
+        return ship_locked(fd, path, client, buffer)
+
+
+def ship_locked(fd, path, client, buffer):
+    shipped, first_epoch, last_id = 0, None, None
+    with os.fdopen(os.dup(fd), "rb") as file:
+        for block in line_blocks(file):
+            # Whole blocks, not lines: per-line Python work was most of the shipping cost.
+            added, block_last_id, epoch = buffer.ship_block(client, block.decode(errors="replace"))
+            shipped += added
+            first_epoch = first_epoch or epoch
+            last_id = block_last_id or last_id
+    if last_id is None:
+        os.unlink(path)  # nothing in it worth keeping
+    else:
+        # The first block's epoch: had Redis restarted between blocks, the file
+        # no longer matches the new epoch and is shipped again, all of it.
+        os.rename(path, kept_path(os.path.dirname(path), first_epoch, last_id))
+    return shipped
+
+
+def kept_path(directory, epoch, last_id):
+    return os.path.join(directory, f"shipped-{epoch}-{last_id}-{uuid.uuid4().hex}{KEPT_SUFFIX}")
+
+
+def parse_kept_name(name):
+    """(epoch, last stream id as (ms, seq)) of a kept file's name, or None."""
+    if not (name.startswith("shipped-") and name.endswith(KEPT_SUFFIX)):
+        return None
+    parts = name[len("shipped-") : -len(KEPT_SUFFIX)].split("-")
+    if len(parts) != 4 or not (parts[1].isdigit() and parts[2].isdigit()):
+        return None
+    return parts[0], (int(parts[1]), int(parts[2]))
+
+
+def line_blocks(file, size=SHIP_BLOCK_BYTES):
+    """The file's bytes in blocks of about ``size`` that end at a line's end.
+
+    A last line with no newline (a write torn by a crash) comes last, as it
+    is: the drain drops it if it is not a whole line.
+    """
+    rest = b""
+    while block := file.read(size):
+        block = rest + block
+        cut = block.rfind(b"\n") + 1
+        if cut:
+            yield block[:cut]
+        rest = block[cut:]
+    if rest:
+        yield rest
+
+
+def settle_kept(directory, client, buffer, keep_bytes):
+    """Delete kept files the drain committed, ship again those Redis lost; return lines re-shipped."""
+    kept = [(name, parsed) for name in list_directory(directory) if (parsed := parse_kept_name(name))]
+    if not kept:
+        return 0
+    state = buffer.durability_state(client, new_epoch=secrets.token_hex(8))
+    reshipped = 0
+    for name, (epoch, last_id) in kept:
+        path = os.path.join(directory, name)
+        if state.lost(epoch, last_id):
+            reshipped += ship_file(path, client, buffer)
+        elif state.committed(last_id):
+            with locked_for_shipping(path) as fd:
+                if fd is not None:  # not being shipped again by another process right now
+                    os.unlink(path)
+    if reshipped:
+        log.warning("Redis lost %d %s it had been given; shipped them again", reshipped, buffer.metric)
+        HostCounters(directory).add(f"{buffer.metric}_reshipped", reshipped)
+    release_beyond(directory, keep_bytes, buffer.metric)
+    return reshipped
+
+
+def release_beyond(directory, keep_bytes, metric):
+    """Past ``keep_bytes`` of kept files, delete the oldest: a bound on disk, at a counted risk."""
+    kept = []
+    for name in list_directory(directory):
+        if name.endswith(KEPT_SUFFIX):
+            with contextlib.suppress(FileNotFoundError):
+                stat = os.stat(os.path.join(directory, name))
+                kept.append((stat.st_mtime, name, stat.st_size))
+    total = sum(size for _, _, size in kept)
+    for _, name, size in sorted(kept):
+        if total <= keep_bytes:
+            break
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(directory, name))
+            HostCounters(directory).add(f"{metric}_released_unconfirmed")
+            log.warning("released kept %s file %s before the drain confirmed it (disk bound)", metric, name)
+        total -= size
+
+
+def ship_orphans(directory, client, buffer, prefix):
+    """Ship the files of processes that died, and settle kept files; return the lines shipped."""
+    shipped = 0
+    for name in list_directory(directory):
+        if name.endswith(".log") and name.startswith((f"{prefix}-", "shipping-")):
+            shipped += ship_file(os.path.join(directory, name), client, buffer)
+    if shipped:
+        HostCounters(directory).add(f"{buffer.metric}_shipped_late", shipped)
+        client.incrby(buffer.shipped_late_key, shipped)
+        log.info("shipped %d %s left by stopped processes", shipped, buffer.metric)
+    return shipped
+
+
+def pending_files(directory):
+    """Spool files whose lines are not yet shipped (kept files are shipped already)."""
+    return sum(1 for name in list_directory(directory) if name.endswith(".log"))
+
+
+def kept_files(directory):
+    return sum(1 for name in list_directory(directory) if name.endswith(KEPT_SUFFIX))
+
+
+def app_spools():
+    """The current app's spools by name (set up by ``webapp.clicks`` and ``webapp.pageviews``)."""
+    return {
+        "click_log": current_app.extensions["clickboard.click_log"],
+        "pageview_log": current_app.extensions["clickboard.pageview_log"],
+    }
+
+
+def problems():
+    """Why each of the app's spools cannot take lines now (this process's last write failed,
+    or its disk is unwritable or nearly full), by name; empty when all is well."""
+    found = {}
+    for name, spool in app_spools().items():
+        problem = spool.failing() or disk_problem(spool.directory)
+        if problem:
+            found[name] = problem
+    return found
+
+
+def disk_problem(directory, min_free_bytes=1 << 20):
+    """Why the spool's disk cannot take lines now (not writable, nearly full), or None."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+        usage = os.statvfs(directory)
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"[:200]
+    if not os.access(directory, os.W_OK):
+        return f"{directory} is not writable"
+    free = usage.f_bavail * usage.f_frsize
+    if free < min_free_bytes:
+        return f"{directory} has {free} bytes free"
+    return None
