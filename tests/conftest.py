@@ -184,7 +184,10 @@ def app(app_env, monkeypatch):
         monkeypatch.setenv(name, value)
     if TEST_BROKER_URL:
         # RabbitMQ keeps its queues between tests (Redis, the default broker, is flushed).
-        purge_queues(create_app({"TESTING": True}).extensions["celery"], [*TASK_QUEUES, "host.a", "host.b"])
+        purge_queues(
+            create_app({"TESTING": True, "HOST_QUEUES": ["a", "b"]}).extensions["celery"],
+            [*TASK_QUEUES, "host.a", "host.b"],
+        )
     app = create_app(IN_PROCESS_CONFIG)
     with app.app_context():
         yield app

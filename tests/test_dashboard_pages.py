@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from flask import current_app
 from markupsafe import escape
 from sqlalchemy import func, select
 
@@ -35,7 +36,7 @@ from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.extensions import db
 from webapp.links import service
 from webapp.models import Link
-from webapp.ops import FAILURES_KEY, HEARTBEAT_KEY, HEARTBEAT_TTL
+from webapp.ops import HEARTBEAT_TTL, failures_key, heartbeat_key
 
 TARGET = "https://example.com/landing"
 
@@ -471,10 +472,14 @@ def test_ops_panel_without_a_worker_says_no_worker_is_alive(owner):
     assert "data-worker=" not in response.text
 
 
+def namespace():
+    return current_app.config["CLICKBOARD_NAMESPACE"]
+
+
 def write_heartbeat(redis_client, name="worker@ops-host", seen_ago=2, up_for=600):
     now = time.time()
     state = {"name": name, "queues": ["clicks", "default"], "started": now - up_for, "seen": now - seen_ago}
-    redis_client.set(HEARTBEAT_KEY.format(name), json.dumps(state), ex=HEARTBEAT_TTL)
+    redis_client.set(heartbeat_key(namespace(), name), json.dumps(state), ex=HEARTBEAT_TTL)
 
 
 def test_ops_panel_shows_a_worker_from_its_heartbeat(owner, redis_client):
@@ -495,8 +500,10 @@ def test_ops_panel_lists_each_live_worker(owner, redis_client):
 
 def test_ops_panel_forgets_a_worker_whose_heartbeat_expired(owner, redis_client):
     write_heartbeat(redis_client)
-    redis_client.pexpire(HEARTBEAT_KEY.format("worker@ops-host"), 1)
-    wait_for(lambda: not redis_client.exists(HEARTBEAT_KEY.format("worker@ops-host")), 5, 0.01, "the expiry")
+    redis_client.pexpire(heartbeat_key(namespace(), "worker@ops-host"), 1)
+    wait_for(
+        lambda: not redis_client.exists(heartbeat_key(namespace(), "worker@ops-host")), 5, 0.01, "the expiry"
+    )
     assert "No worker is alive" in owner.get("/fragments/ops").text
 
 
@@ -507,7 +514,7 @@ def test_ops_panel_shows_a_recorded_task_failure(owner, redis_client):
         "error": "OperationalError: database is locked",
         "at": time.time() - 90,
     }
-    redis_client.lpush(FAILURES_KEY, json.dumps(failure))
+    redis_client.lpush(failures_key(namespace()), json.dumps(failure))
     rows = table_rows(section(owner.get("/ops").text, "Recent task failures"))
     assert rows == [["1 min ago", "tasks.clicks.drain_click_buffer", "OperationalError: database is locked"]]
 
@@ -722,7 +729,7 @@ def test_token_name_is_escaped(owner):
 
 def test_task_failure_text_is_escaped_on_the_ops_panel(owner, redis_client):
     failure = {"task": SCRIPT, "id": "x", "error": f"ValueError: {ATTRIBUTE}", "at": time.time()}
-    redis_client.lpush(FAILURES_KEY, json.dumps(failure))
+    redis_client.lpush(failures_key(namespace()), json.dumps(failure))
     assert_escaped(owner.get("/fragments/ops").text, str(escape(SCRIPT)), str(escape(ATTRIBUTE)))
 
 

@@ -255,6 +255,7 @@ def test_drain_empties_the_buffer_and_counts_what_it_drained(link, redis_client)
         "clicks_drained": 4,
         "clicks_dropped": 0,
         "clicks_shipped_late": 0,
+        "clicks_dead_lettered": 0,
     }
 
 

@@ -1,13 +1,14 @@
 """``create_app`` builds the Clickboard app: config, extensions, blueprints, commands."""
 
 import os
+import sys
 
 from flask import Flask, render_template
 from flask.json.provider import DefaultJSONProvider
 
-from webapp import PROJECT_ROOT, pageviews, redirects, redis_client, templating
+from webapp import PROJECT_ROOT, devstate, pageviews, redirects, redis_client, templating
 from webapp.clicks import setup as clicks_setup
-from webapp.config import finish_config, load_config
+from webapp.config import ConfigError, finish_config, instance_path, load_config
 from webapp.extensions import csrf, db, htmx, login_manager, migrate
 from webapp.sessions import DashboardSessionInterface
 
@@ -27,15 +28,16 @@ class JSONProvider(DefaultJSONProvider):
 
 
 def create_app(test_config=None):
+    instance = instance_path()
     app = Flask(
         "webapp",
-        instance_path=os.environ.get("CLICKBOARD_INSTANCE_PATH", os.path.join(PROJECT_ROOT, "instance")),
+        instance_path=instance,
         template_folder=os.path.join(PROJECT_ROOT, "templates"),
         static_folder=os.path.join(PROJECT_ROOT, "static"),
     )
     app.json = JSONProvider(app)
     app.session_interface = DashboardSessionInterface()
-    app.config.update(load_config())
+    app.config.update(load_config(devstate.environment_beside(instance, os.environ)))
     if test_config:
         app.config.update(test_config)
     os.makedirs(app.instance_path, exist_ok=True)
@@ -46,6 +48,14 @@ def create_app(test_config=None):
     register_commands(app)
     app.wsgi_app = redirects.CachedRedirects(app, app.wsgi_app)
     return app
+
+
+def create_app_or_exit():
+    """``create_app`` for entry points: a missing or wrong setting ends the process with one line."""
+    try:
+        return create_app()
+    except ConfigError as error:
+        sys.exit(f"Error: {error.message}")
 
 
 def register_extensions(app):

@@ -103,6 +103,18 @@ class Link(db.Model):
     counter: Mapped["LinkCounter | None"] = relationship(lazy="joined", viewonly=True)
 
 
+class DeletedLink(db.Model):
+    """A link that existed and was deleted: its late clicks are dropped, not kept aside.
+
+    Links are deleted outright; without this record the drain could not tell
+    a deleted link's clicks from clicks of a link this database never had
+    (another install's, sharing a Redis), which it keeps as dead letters.
+    """
+
+    link_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    deleted_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class Click(db.Model):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     # Made when the click is captured; unique so that a batch delivered twice

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from webapp.extensions import db
 from webapp.links import cache
 from webapp.links.validation import InvalidLink, generate_slug, normalise_slug, normalise_url
-from webapp.models import Link
+from webapp.models import DeletedLink, Link
 
 GENERATE_ATTEMPTS = 8
 REDIRECT_CODES = (301, 302, 307, 308)
@@ -80,7 +80,9 @@ def set_enabled(link, enabled):
 
 
 def delete_link(link):
+    """Delete a link; its id is remembered, so clicks still on their way are dropped quietly."""
     slug = link.slug
+    db.session.merge(DeletedLink(link_id=link.id))  # merge: SQLite may reuse a deleted id
     db.session.delete(link)
     db.session.commit()
     cache.invalidate(slug)
