@@ -2,8 +2,8 @@
 
 from dotenv import load_dotenv
 
-from webapp import create_app
+from webapp import create_app_or_exit
 
 load_dotenv()  # a .env beside the code, if any; real environment variables win
 
-app = create_app()
+app = create_app_or_exit()

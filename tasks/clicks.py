@@ -53,5 +53,5 @@ def ship_orphaned_clicks():
     """Ship click and page-view spools left by processes that stopped (those on this host's
     disk), and settle the kept ones: confirmed by the drain, or lost by Redis and shipped again."""
     directory, keep_bytes = current_app.config["CLICK_LOG_DIR"], current_app.config["SPOOL_KEEP_MB"] << 20
-    ingest.ship_orphans(directory, worker_redis(), keep_bytes)
-    return click_log.ship_orphans(directory, worker_redis(), keep_bytes)
+    ingest.ship_orphans(directory, worker_redis(), keep_bytes=keep_bytes)
+    return click_log.ship_orphans(directory, worker_redis(), keep_bytes=keep_bytes)

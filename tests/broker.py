@@ -25,11 +25,17 @@ def queue_depth(queue, celery_app=None):
     return queue_depths(celery_app or current_app.extensions["celery"])[queue]
 
 
+def broker_name(celery_app, queue):
+    """The install's name on the broker of the queue routes and ``-Q`` call ``queue``."""
+    return celery_app.amqp.queues[queue].name
+
+
 def queued_tasks(queue, celery_app=None):
     """The tasks waiting in ``queue`` (of the current app's broker by default), left there."""
     messages = []
-    with (celery_app or current_app.extensions["celery"]).connection_for_read() as conn:
-        bound = Queue(queue, channel=conn.channel())
+    celery_app = celery_app or current_app.extensions["celery"]
+    with celery_app.connection_for_read() as conn:
+        bound = Queue(broker_name(celery_app, queue), channel=conn.channel())
         while (message := bound.get(no_ack=False)) is not None:
             messages.append(message)
         tasks = [QueuedTask(m.headers["task"], *m.decode()[:2]) for m in messages]
@@ -44,4 +50,4 @@ def purge_queues(celery_app, names):
         for name in names:
             # A queue nobody declared yet is empty; RabbitMQ answers 404 for it.
             with conn.channel() as channel, contextlib.suppress(ChannelError):
-                channel.queue_purge(name)
+                channel.queue_purge(broker_name(celery_app, name))

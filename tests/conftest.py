@@ -3,8 +3,11 @@
 Every test gets a fresh database (SQLite by default, PostgreSQL when
 ``TEST_DATABASE_URL`` is set) and an empty real Redis (the embedded
 redis-server, on a private port). Integration tests start real worker,
-beat and gunicorn processes with ``start_worker`` / ``start_web`` and the
-same environment the in-process ``app`` was built from.
+beat and gunicorn processes with ``processes.worker()`` / ``.beat()`` /
+``.web()`` and the same environment the in-process ``app`` was built from.
+A module whose tests only read may share one seeded database
+(``shared_app_env``). Under pytest-xdist each worker has its own Redis,
+PostgreSQL database and RabbitMQ vhost (``tests/services.py``).
 
 In-process apps never ship their click logs on their own: a test ships with
 ``app.extensions["clickboard.click_log"].ship_own()`` when it wants the
@@ -21,18 +24,49 @@ import pytest
 from flask_migrate import upgrade
 from sqlalchemy import create_engine, text
 
+from tests import browser as chromium
+from tests import services
 from tests.broker import purge_queues
 from tests.browser import artifacts, browser  # noqa: F401  (fixtures for the browser tests)
-from tests.processes import RedisServer, WebServer, celery_beat, celery_worker, free_port
+from tests.processes import RedisServer, WebServer, celery_beat, celery_worker, refusing_port
 from webapp import create_app
 from webapp.auth.tokens import issue_token
 from webapp.auth.users import create_user
 from webapp.config import TASK_QUEUES
 from webapp.extensions import db
 
-TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
-TEST_BROKER_URL = os.environ.get("TEST_BROKER_URL")
+# Under pytest-xdist each worker (gw0, gw1, ...) gets a database and a vhost of its own.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+TEST_DATABASE_URL = services.worker_database_url(os.environ.get("TEST_DATABASE_URL"), XDIST_WORKER)
+TEST_BROKER_URL = services.worker_broker_url(os.environ.get("TEST_BROKER_URL"), XDIST_WORKER)
 IN_PROCESS_CONFIG = {"TESTING": True, "CLICK_SHIP_INTERVAL": 3600}
+# Under CI a test that needs Chromium or PostgreSQL fails instead of skipping:
+# a green run must have run them (CI's SQLite pass deselects the PostgreSQL-only ones).
+CI = os.environ.get("CI") == "true"
+REQUIRED_IN_CI = ("browser", "postgres")
+
+
+def pytest_collection_modifyitems(items):
+    """Skip, saying why, the tests whose service is missing here (``browser``, ``postgres`` marks)."""
+    missing = {
+        "browser": chromium.missing_reason(),
+        "postgres": None if TEST_DATABASE_URL else "needs PostgreSQL: set TEST_DATABASE_URL",
+    }
+    for item in items:
+        for mark, reason in missing.items():
+            if reason and item.get_closest_marker(mark):
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI=true, a skipped browser or PostgreSQL test is a failure: its service must be there."""
+    report = yield
+    if CI and report.skipped and any(item.get_closest_marker(mark) for mark in REQUIRED_IN_CI):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"CI=true: this test must run, not skip ({reason})"
+    return report
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +89,7 @@ def redis_client(redis_server):
 def migrated_database(tmp_path_factory):
     """Migrate once per session: a SQLite template file, or the PostgreSQL test database."""
     if TEST_DATABASE_URL:
+        services.ensure_database(TEST_DATABASE_URL)
         reset_postgres_schema(TEST_DATABASE_URL)
         migrate(TEST_DATABASE_URL, str(tmp_path_factory.mktemp("instance")))
         return TEST_DATABASE_URL
@@ -81,6 +116,11 @@ def reset_postgres_schema(url):
 
 @pytest.fixture
 def database_url(migrated_database, tmp_path):
+    return fresh_database(migrated_database, tmp_path)
+
+
+def fresh_database(migrated_database, directory):
+    """An empty migrated database: a copy of the SQLite template in ``directory``, or PostgreSQL truncated."""
     if TEST_DATABASE_URL:
         tables = ", ".join(f'"{table.name}"' for table in db.metadata.sorted_tables)
         engine = create_engine(TEST_DATABASE_URL.replace("postgresql://", "postgresql+psycopg://", 1))
@@ -88,25 +128,53 @@ def database_url(migrated_database, tmp_path):
             conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         engine.dispose()
         return TEST_DATABASE_URL
-    path = tmp_path / "clickboard.sqlite3"
+    path = directory / "clickboard.sqlite3"
     shutil.copy(migrated_database, path)
     return f"sqlite:///{path}"
 
 
+@pytest.fixture(scope="session")
+def broker_url(redis_server):
+    """The Celery broker: this worker's RabbitMQ vhost with TEST_BROKER_URL, else the test Redis."""
+    if TEST_BROKER_URL:
+        services.ensure_vhost(TEST_BROKER_URL)
+        return TEST_BROKER_URL
+    return redis_server.url
+
+
 @pytest.fixture
-def app_env(database_url, redis_client, redis_server, tmp_path):
+def app_env(database_url, broker_url, redis_client, redis_server, tmp_path):
     """The environment of the app under test, shared by in-process app and subprocesses."""
-    instance = tmp_path / "instance"
+    return process_env(database_url, broker_url, redis_server, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def shared_app_env(migrated_database, broker_url, redis_server, tmp_path_factory):
+    """``app_env`` for a whole module of tests that only read what its first fixture seeds.
+
+    One database and instance folder for the module; its tests must not ask
+    for ``app`` (or anything built on it), which would empty the database.
+    """
+    directory = tmp_path_factory.mktemp("shared")
+    with redis_server.client() as client:
+        client.flushall()  # what earlier modules' tests left (cached links, heartbeats)
+    return process_env(fresh_database(migrated_database, directory), broker_url, redis_server, directory)
+
+
+def process_env(database_url, broker_url, redis_server, directory):
+    instance = directory / "instance"
     instance.mkdir(exist_ok=True)
     return {
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_server.url,
-        "CELERY_BROKER_URL": TEST_BROKER_URL or redis_server.url,
+        "CELERY_BROKER_URL": broker_url,
         "CLICKBOARD_INSTANCE_PATH": str(instance),
         "SECRET_KEY": "test-secret-key",
         "CLICK_DRAIN_INTERVAL": "0.5",
         "CLICK_RECLAIM_IDLE_SECONDS": "3",
         "REDIS_RETRY_AFTER": "0.5",
+        # One round of PBKDF2 instead of scrypt: hundreds of users a run, none a real secret.
+        "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1",
     }
 
 
@@ -116,7 +184,10 @@ def app(app_env, monkeypatch):
         monkeypatch.setenv(name, value)
     if TEST_BROKER_URL:
         # RabbitMQ keeps its queues between tests (Redis, the default broker, is flushed).
-        purge_queues(create_app({"TESTING": True}).extensions["celery"], [*TASK_QUEUES, "host.a", "host.b"])
+        purge_queues(
+            create_app({"TESTING": True, "HOST_QUEUES": ["a", "b"]}).extensions["celery"],
+            [*TASK_QUEUES, "host.a", "host.b"],
+        )
     app = create_app(IN_PROCESS_CONFIG)
     with app.app_context():
         yield app
@@ -231,5 +302,10 @@ def make_app(app):
 
 @pytest.fixture
 def dead_redis_url():
-    """A Redis URL nothing listens on: connections are refused at once."""
-    return f"redis://127.0.0.1:{free_port()}/0"
+    """A Redis URL nothing listens on: connections are refused at once.
+
+    The port stays bound (never listening) for the test, so no other
+    process can start listening there meanwhile.
+    """
+    with refusing_port() as sock:
+        yield f"redis://127.0.0.1:{sock.getsockname()[1]}/0"

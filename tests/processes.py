@@ -23,9 +23,25 @@ BIN = os.path.dirname(sys.executable)
 
 
 def free_port():
+    """A port free a moment ago: another process may take it before we bind (see RedisServer)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def bound_socket():
+    """A socket bound to a port of its own on 127.0.0.1, for a child process to inherit."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.set_inheritable(True)
+    return sock
+
+
+def refusing_port():
+    """A socket bound but never listening: connections to its port are refused while it is held."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 def wait_for(predicate, timeout=20.0, interval=0.1, message="condition"):
@@ -41,10 +57,17 @@ def wait_for(predicate, timeout=20.0, interval=0.1, message="condition"):
 
 
 class RedisServer:
-    """An embedded redis-server on a free port that tests may stop and restart."""
+    """An embedded redis-server on a free port that tests may stop and restart.
+
+    redis-server cannot bind port 0 and tell us the port, so the first start
+    tries free ports until one is really ours (another process may take a
+    port between our look and redis-server's bind). A restart keeps the port.
+    """
+
+    ATTEMPTS = 5
 
     def __init__(self, data_dir):
-        self.port = free_port()
+        self.port = None
         self.data_dir = data_dir
         self.process = None
 
@@ -53,9 +76,29 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self):
-        # Append-only on, as in `make run`: a restart must keep the buffer.
-        self.process = embedded_redis.start(self.port, self.data_dir, appendonly=True)
-        return self
+        for attempt in range(self.ATTEMPTS):
+            port = self.port or free_port()
+            try:
+                # Append-only on, as in `make run`: a restart must keep the buffer.
+                process = embedded_redis.start(port, self.data_dir, appendonly=True)
+            except RuntimeError:
+                if self.port or attempt == self.ATTEMPTS - 1:
+                    raise
+                continue
+            if self.answered_by(port, process):
+                self.port, self.process = port, process
+                return self
+            embedded_redis.stop(process)
+        raise RuntimeError(f"no port of our own for redis-server after {self.ATTEMPTS} tries")
+
+    @staticmethod
+    def answered_by(port, process):
+        """Whether our redis-server (not one that held the port first) answers on ``port``."""
+        client = redis.Redis(port=port, socket_connect_timeout=1)
+        try:
+            return client.info("server")["process_id"] == process.pid
+        finally:
+            client.close()
 
     def stop(self):
         if self.process is not None:
@@ -69,11 +112,12 @@ class RedisServer:
 class ManagedProcess:
     """A subprocess started with the app's environment, stoppable or killable."""
 
-    def __init__(self, name, command, env, log_dir):
+    def __init__(self, name, command, env, log_dir, pass_fds=()):
         self.name = name
         self.command = command
         self.env = env
         self.log_path = os.path.join(log_dir, f"{name}.log")
+        self.pass_fds = pass_fds
         self.process = None
 
     def start(self):
@@ -85,6 +129,7 @@ class ManagedProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=self.pass_fds,
         )
         self.log = log
         return self
@@ -106,6 +151,10 @@ class ManagedProcess:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout)
         self.kill_group()
+
+    def pause(self):
+        """SIGSTOP the whole process group: frozen mid-work, to be killed or resumed."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
 
     def kill(self):
         """SIGKILL the whole process group at once: a crash, not a shutdown."""
@@ -140,15 +189,16 @@ def celery_beat(env, log_dir):
 
 
 class WebServer(ManagedProcess):
-    """gunicorn serving ``wsgi:app`` on a free port."""
+    """gunicorn serving ``wsgi:app`` on a socket bound here and inherited (no port to race for)."""
 
     def __init__(self, env, log_dir, workers=2, app="wsgi:app"):
-        self.port = free_port()
+        self.socket = bound_socket()
+        self.port = self.socket.getsockname()[1]
         command = [
             os.path.join(BIN, "gunicorn"), "-c", os.path.join(PROJECT_ROOT, "gunicorn.conf.py"),
-            "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers), app,
+            "--bind", f"fd://{self.socket.fileno()}", "--workers", str(workers), app,
         ]  # fmt: skip
-        super().__init__("web", command, env, log_dir)
+        super().__init__("web", command, env, log_dir, pass_fds=(self.socket.fileno(),))
 
     @property
     def url(self):
@@ -156,6 +206,7 @@ class WebServer(ManagedProcess):
 
     def start(self):
         super().start()
+        self.socket.close()  # gunicorn holds it now
         wait_for(self.answers, timeout=30, message=f"gunicorn on {self.url} (log: {self.log_path})")
         return self
 

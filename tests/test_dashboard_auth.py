@@ -35,6 +35,7 @@ from webapp.auth.throttle import MAX_FAILURES
 from webapp.auth.tokens import issue_token
 from webapp.auth.users import create_user
 from webapp.auth.views import load_user
+from webapp.config import load_config
 from webapp.extensions import db
 from webapp.links import service
 from webapp.models import ApiToken, Link, ReportRun, User
@@ -626,3 +627,15 @@ def test_healthz_stays_public(anonymous):
     response = anonymous.get("/healthz")
     assert response.status_code in (200, 503)  # 503: no worker in this test; still not a login
     assert response.is_json and "status" in response.get_json()
+
+
+def test_passwords_are_hashed_with_scrypt_unless_configured_otherwise(make_app):
+    make_app(PASSWORD_HASH_METHOD=load_config({})["PASSWORD_HASH_METHOD"])
+    scrypt_user = create_user("scrypt@example.com", OTHER_PASSWORD)
+    make_app(PASSWORD_HASH_METHOD="pbkdf2:sha256:1")
+    cheap_user = create_user("cheap@example.com", OTHER_PASSWORD)
+
+    assert scrypt_user.password_hash.startswith("scrypt:")
+    assert cheap_user.password_hash.startswith("pbkdf2:sha256:1$")
+    # A hash names its own method: changing the setting keeps old passwords working.
+    assert scrypt_user.check_password(OTHER_PASSWORD) and cheap_user.check_password(OTHER_PASSWORD)

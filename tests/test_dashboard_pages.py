@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from flask import current_app
 from markupsafe import escape
 from sqlalchemy import func, select
 
@@ -29,12 +30,13 @@ from tests.dashboard_helpers import (
     stat,
     table_rows,
 )
+from tests.processes import wait_for
 from webapp.clicks.agents import referrer_host
 from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.extensions import db
 from webapp.links import service
 from webapp.models import Link
-from webapp.ops import FAILURES_KEY, HEARTBEAT_KEY, HEARTBEAT_TTL
+from webapp.ops import HEARTBEAT_TTL, failures_key, heartbeat_key
 
 TARGET = "https://example.com/landing"
 
@@ -387,6 +389,16 @@ def test_chart_keeps_polling_its_own_range_and_link(owner, link):
     assert f'hx-get="/fragments/clicks-chart?link={link.id}&amp;range=day" hx-trigger="every' in html
 
 
+def test_live_regions_poll_at_their_own_intervals_unless_one_is_configured(app, make_app, user):
+    live_region = re.compile(r'hx-trigger="every (\d+)s [^"]*" hx-target="this" hx-swap="outerHTML"')
+
+    def intervals(client):
+        return sorted(set(live_region.findall(client.get("/").text + client.get("/ops").text)))
+
+    assert intervals(logged_in(app)) == ["10", "3", "5"]
+    assert intervals(logged_in(make_app(DASHBOARD_POLL_SECONDS=1))) == ["1"]
+
+
 def test_link_chart_counts_only_that_link(owner, user, link):
     other = service.create_link("https://example.com/other", user, slug="other")[0]
     record(link, 2)
@@ -460,10 +472,14 @@ def test_ops_panel_without_a_worker_says_no_worker_is_alive(owner):
     assert "data-worker=" not in response.text
 
 
+def namespace():
+    return current_app.config["CLICKBOARD_NAMESPACE"]
+
+
 def write_heartbeat(redis_client, name="worker@ops-host", seen_ago=2, up_for=600):
     now = time.time()
     state = {"name": name, "queues": ["clicks", "default"], "started": now - up_for, "seen": now - seen_ago}
-    redis_client.set(HEARTBEAT_KEY.format(name), json.dumps(state), ex=HEARTBEAT_TTL)
+    redis_client.set(heartbeat_key(namespace(), name), json.dumps(state), ex=HEARTBEAT_TTL)
 
 
 def test_ops_panel_shows_a_worker_from_its_heartbeat(owner, redis_client):
@@ -484,8 +500,10 @@ def test_ops_panel_lists_each_live_worker(owner, redis_client):
 
 def test_ops_panel_forgets_a_worker_whose_heartbeat_expired(owner, redis_client):
     write_heartbeat(redis_client)
-    redis_client.pexpire(HEARTBEAT_KEY.format("worker@ops-host"), 1)
-    time.sleep(0.05)
+    redis_client.pexpire(heartbeat_key(namespace(), "worker@ops-host"), 1)
+    wait_for(
+        lambda: not redis_client.exists(heartbeat_key(namespace(), "worker@ops-host")), 5, 0.01, "the expiry"
+    )
     assert "No worker is alive" in owner.get("/fragments/ops").text
 
 
@@ -496,7 +514,7 @@ def test_ops_panel_shows_a_recorded_task_failure(owner, redis_client):
         "error": "OperationalError: database is locked",
         "at": time.time() - 90,
     }
-    redis_client.lpush(FAILURES_KEY, json.dumps(failure))
+    redis_client.lpush(failures_key(namespace()), json.dumps(failure))
     rows = table_rows(section(owner.get("/ops").text, "Recent task failures"))
     assert rows == [["1 min ago", "tasks.clicks.drain_click_buffer", "OperationalError: database is locked"]]
 
@@ -527,15 +545,6 @@ def test_ops_panel_renders_when_the_broker_is_dead(make_app, monkeypatch, user, 
     assert "Could not read queues:" in response.text
     assert "The broker does not answer." in response.text
     assert "No worker is alive" in response.text  # Redis itself still answers
-
-
-def test_ops_panel_answers_quickly_when_the_broker_is_dead(make_app, monkeypatch, user, dead_redis_url):
-    # It polls every 3 s: a request that waits on a dead broker would hold a web worker most of the time.
-    dead_broker(monkeypatch, dead_redis_url)
-    client = logged_in(make_app(CELERY_BROKER_URL=dead_redis_url))
-    started = time.monotonic()
-    assert client.get("/fragments/ops").status_code == 200
-    assert time.monotonic() - started < 1.0
 
 
 def test_ops_panel_renders_when_redis_is_dead(make_app, monkeypatch, user, dead_redis_url):
@@ -720,7 +729,7 @@ def test_token_name_is_escaped(owner):
 
 def test_task_failure_text_is_escaped_on_the_ops_panel(owner, redis_client):
     failure = {"task": SCRIPT, "id": "x", "error": f"ValueError: {ATTRIBUTE}", "at": time.time()}
-    redis_client.lpush(FAILURES_KEY, json.dumps(failure))
+    redis_client.lpush(failures_key(namespace()), json.dumps(failure))
     assert_escaped(owner.get("/fragments/ops").text, str(escape(SCRIPT)), str(escape(ATTRIBUTE)))
 
 

@@ -92,11 +92,11 @@ def test_healthz_counts_the_click_log_files_on_this_host(app, client, drained_ju
     assert client.get("/healthz").get_json()["click_log_files"] == 2
 
 
-def test_healthz_with_redis_down_is_a_quick_503(redis_down_app):
-    started = time.monotonic()
+def test_healthz_with_redis_down_is_a_503_saying_so(redis_down_app):
     response = redis_down_app.test_client().get("/healthz")
     assert response.status_code == 503
-    assert time.monotonic() - started < 5
+    assert response.get_json()["status"] == "degraded"
+    assert response.get_json()["redis"]["ok"] is False
 
 
 def test_healthz_with_redis_down_names_the_failure(redis_down_app):
@@ -175,12 +175,13 @@ def test_click_backlog_counts_undrained_clicks(app, client, user):
     assert metric(client, "clickboard_click_backlog") == 3
 
 
-def test_click_lag_is_the_age_of_the_oldest_undrained_click(app, client, user):
+def test_click_lag_is_the_age_of_the_oldest_undrained_click(app, client, user, redis_client):
     service.create_link("https://example.com/", user, slug="launch")
+    # A stream id is its message's time in ms: this one was buffered 90 s ago, then a fresh one.
+    redis_client.xadd(CLICK_BUFFER.stream, {"c": "an old click"}, id=f"{int(time.time() * 1000) - 90_000}-0")
     client.get("/r/launch")
     ship(app)
-    time.sleep(0.3)
-    assert 0.2 <= metric(client, "clickboard_click_lag_seconds") < 5
+    assert 90 <= metric(client, "clickboard_click_lag_seconds") < 3600
 
 
 def test_click_log_files_metric_counts_this_host_files(app, client, user):

@@ -19,6 +19,7 @@ from tests.broker import queued_tasks
 from tests.processes import wait_for
 from webapp.clicks import click_log
 from webapp.clicks.buffer import CLICK_BUFFER
+from webapp.clicks.capture import BROKER_BREAKER
 from webapp.extensions import db
 from webapp.links import cache, service
 from webapp.redis_client import REQUEST_CLIENT, request_redis
@@ -411,16 +412,14 @@ def test_forwarded_for_from_a_trusted_proxy_gives_the_client_ip(make_app, redis_
     assert shipped_clicks(other, redis_client)[0]["ip"] == "198.51.100.0"
 
 
-def test_the_shipper_thread_moves_a_click_to_the_stream_within_a_fraction_of_a_second(
-    make_app, redis_client, link
-):
+def test_the_shipper_thread_moves_a_click_to_the_stream_by_itself(make_app, redis_client, link):
     other = make_app(CLICK_SHIP_INTERVAL=0.05)
     follow(other.test_client())
-    started = time.monotonic()
+    # Nothing here ships: only the app's own shipper thread can fill the stream.
     wait_for(
         lambda: redis_client.xlen(CLICK_BUFFER.stream) == 1, timeout=5, interval=0.01, message="the click"
     )
-    assert time.monotonic() - started < 1.0
+    assert logged_lines(other) == []
 
 
 # --- this process's link cache ------------------------------------------------
@@ -469,31 +468,49 @@ def test_redirect_after_the_local_entry_expired_reads_redis_again(make_app, redi
     redis_client.delete(cache.cache_key("launch"))  # as if only Redis had heard of the change
 
     assert follow(client).headers["Location"] == TARGET  # still this process's copy
-    time.sleep(0.6)
-    assert follow(client).headers["Location"] == "https://example.org/elsewhere"
+    wait_for(
+        lambda: follow(client).headers["Location"] == "https://example.org/elsewhere",
+        timeout=5,
+        interval=0.05,
+        message="the copy to expire and Redis's answer to be served",
+    )
 
 
-def test_invalidation_from_another_process_reaches_this_one_within_a_second(app, client, make_app, link):
+def test_invalidation_from_another_process_reaches_this_one_before_its_copy_expires(
+    app, client, make_app, link
+):
+    assert app.config["LINK_LOCAL_CACHE_SECONDS"] >= 30  # only the announcement can evict it in time
     follower_in_contact(app)
     follow(client)
     assert local_cache(app).get("launch") == (True, cache.entry_for(link))
     make_app()  # another app, with its own link cache: "another process"
     service.set_enabled(service.get_link("launch"), False)  # announced through the change stream
 
-    started = time.monotonic()
     wait_for(lambda: follow(client).status_code == 404, timeout=5, interval=0.02, message="the eviction")
-    assert time.monotonic() - started < 1.0
 
 
-def test_change_follower_forgets_every_entry_after_losing_redis(app, client, user, link, redis_server):
+def test_change_follower_forgets_every_entry_after_losing_redis(
+    app, client, user, link, redis_server, monkeypatch
+):
     service.create_link("https://example.com/other", user, slug="other")
     follower_in_contact(app)
     follow(client)
     follow(client, "/r/other")
     local = local_cache(app)
+    follower_failures = []
+
+    def apply_changes(last_id, apply=local.apply_changes):
+        try:
+            return apply(last_id)
+        except redis.RedisError as exc:
+            follower_failures.append(exc)
+            raise
+
+    monkeypatch.setattr(local, "apply_changes", apply_changes)
     redis_server.stop()
     try:
-        time.sleep(0.5)  # the follower notices; changes announced now would be missed
+        # The follower notices; changes announced from now on would be missed.
+        wait_for(lambda: follower_failures, timeout=5, interval=0.02, message="the follower to lose Redis")
         assert follow(client).headers["Location"] == TARGET  # entries still serve meanwhile
         assert {"launch", "other"} <= set(local.entries)
     finally:
@@ -593,8 +610,7 @@ def short_lived_cache_app(make_app, link):
     other = make_app(LINK_LOCAL_CACHE_SECONDS=0.05)
     follower_in_contact(other)
     follow(other.test_client())
-    time.sleep(0.1)
-    assert local_cache(other).get("launch") == (False, None), "the entry did not expire"
+    wait_for(lambda: local_cache(other).get("launch") == (False, None), 5, 0.01, "the entry to expire")
     return other
 
 
@@ -656,12 +672,12 @@ def test_task_mode_with_the_broker_down_logs_the_click_for_the_batch_drain(
     make_app, redis_client, dead_redis_url, link, monkeypatch
 ):
     monkeypatch.setenv("CELERY_BROKER_URL", dead_redis_url)  # Celery prefers it to its config
-    other = make_app(CLICK_CAPTURE_MODE="task", CELERY_BROKER_URL=dead_redis_url)
+    # The breaker stays open for the whole test: the later redirects must skip the broker.
+    other = make_app(CLICK_CAPTURE_MODE="task", CELERY_BROKER_URL=dead_redis_url, REDIS_RETRY_AFTER=600)
     client = other.test_client()
-    started = time.monotonic()
     responses = [follow(client, Referer="https://news.example/") for _ in range(3)]
     assert [response.status_code for response in responses] == [302] * 3
-    assert time.monotonic() - started < 3
+    assert not other.extensions[BROKER_BREAKER].available, "the dead broker was not marked down"
     clicks = shipped_clicks(other, redis_client)
     assert [(click["link_id"], click["referrer"]) for click in clicks] == [
         (str(link.id), "https://news.example/")

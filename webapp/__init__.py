@@ -1,95 +1,20 @@
-"""Clickboard: short links and page-view analytics. ``create_app`` builds the app."""
+"""Clickboard: short links and page-view analytics. ``create_app`` builds the app.
 
+The package itself imports nothing heavy: ``create_app`` (and
+``create_app_or_exit``, for entry points) live in ``webapp.factory`` and are
+loaded on first use, so a process that needs one part (a click log writer,
+the embedded Redis) does not load Flask and every blueprint first.
+"""
+
+import importlib
 import os
 
-from flask import Flask, render_template
-from flask.json.provider import DefaultJSONProvider
-
-from webapp import clicks, pageviews, redirects, redis_client, templating
-from webapp.config import finish_config, load_config
-from webapp.extensions import csrf, db, htmx, login_manager, migrate
-from webapp.sessions import DashboardSessionInterface
-
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FACTORY_NAMES = ("create_app", "create_app_or_exit")
 
 
-class JSONProvider(DefaultJSONProvider):
-    """Flask's JSON, except that a document nested too deeply to parse is invalid JSON.
-
-    ``json.loads`` raises RecursionError on ``[[[[...`` a few thousand deep,
-    which ``request.get_json`` does not catch: a tiny body would be a 500.
-    """
-
-    def loads(self, s, **kwargs):
-        try:
-            return super().loads(s, **kwargs)
-        except RecursionError:
-            raise ValueError("JSON nested too deeply") from None
-
-
-def create_app(test_config=None):
-    app = Flask(
-        __name__,
-        instance_path=os.environ.get("CLICKBOARD_INSTANCE_PATH", os.path.join(PROJECT_ROOT, "instance")),
-        template_folder=os.path.join(PROJECT_ROOT, "templates"),
-        static_folder=os.path.join(PROJECT_ROOT, "static"),
-    )
-    app.json = JSONProvider(app)
-    app.session_interface = DashboardSessionInterface()
-    app.config.update(load_config())
-    if test_config:
-        app.config.update(test_config)
-    os.makedirs(app.instance_path, exist_ok=True)
-    finish_config(app)
-    register_extensions(app)
-    register_blueprints(app)
-    register_errorhandlers(app)
-    register_commands(app)
-    app.wsgi_app = redirects.CachedRedirects(app, app.wsgi_app)
-    return app
-
-
-def register_extensions(app):
-    from webapp.celery_app import celery_init_app
-
-    db.init_app(app)
-    csrf.init_app(app)
-    htmx.init_app(app)
-    login_manager.init_app(app)
-    login_manager.login_view = "auth.login"
-    templating.init_app(app)
-    migrate.init_app(app, db, directory=os.path.join(PROJECT_ROOT, "migrations"))
-    redis_client.init_app(app)
-    clicks.init_app(app)
-    pageviews.init_app(app)
-    celery_init_app(app)
-
-
-def register_blueprints(app):
-    from webapp import dashboard, health
-    from webapp.api import bp as api_bp
-    from webapp.auth import views as auth_views
-    from webapp.reports import views as report_views
-
-    app.register_blueprint(redirects.bp)
-    app.register_blueprint(api_bp)
-    csrf.exempt(api_bp)  # bearer tokens, not cookies: nothing for CSRF to forge
-    app.register_blueprint(health.bp)
-    app.register_blueprint(auth_views.bp)
-    app.register_blueprint(dashboard.bp)
-    app.register_blueprint(report_views.bp)
-
-
-def register_errorhandlers(app):
-    def render_error(error):
-        code = getattr(error, "code", 500)
-        return render_template("error.html", code=code, description=getattr(error, "description", "")), code
-
-    for code in (400, 401, 403, 404, 405, 413, 429, 500):
-        app.errorhandler(code)(render_error)
-
-
-def register_commands(app):
-    from webapp import cli
-
-    cli.init_app(app)
+def __getattr__(name):
+    """``from webapp import create_app`` still works, loading the factory then."""
+    if name in FACTORY_NAMES:
+        return getattr(importlib.import_module("webapp.factory"), name)
+    raise AttributeError(f"module 'webapp' has no attribute {name!r}")

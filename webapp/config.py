@@ -9,26 +9,63 @@ import os
 import secrets
 from datetime import timedelta
 
+import click
 from kombu import Exchange, Queue
 
+from webapp import PROJECT_ROOT, keys
+
 TASK_QUEUES = ("clicks", "reports", "default")
+
+
+class ConfigError(click.ClickException, RuntimeError):
+    """A setting missing or wrong: one line naming it, never a traceback.
+
+    The ``flask`` CLI prints a ClickException as ``Error: <message>``,
+    gunicorn a RuntimeError the same way; ``celery_worker`` and ``wsgi``
+    exit with the message for the rest.
+    """
 
 
 def default_database_url(instance_path):
     return "sqlite:///" + os.path.join(instance_path, "clickboard.sqlite3")
 
 
+def instance_path(environ=os.environ):
+    """Where this install keeps its local state: ``instance/`` of the checkout by default."""
+    return environ.get("CLICKBOARD_INSTANCE_PATH") or os.path.join(PROJECT_ROOT, "instance")
+
+
+def database_uri(url, instance):
+    """The SQLAlchemy URI for ``DATABASE_URL`` (SQLite under ``instance`` when unset)."""
+    url = url or default_database_url(instance)
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[11:]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[13:]
+    return url
+
+
+def valid_namespace(namespace):
+    if not keys.is_valid_namespace(namespace):
+        raise ConfigError("CLICKBOARD_NAMESPACE must be 1-32 letters, digits, '-' or '_'")
+    return namespace
+
+
+def environment_namespace(environ=os.environ):
+    """The namespace ``create_app`` would choose, for code that runs without an app."""
+    namespace = environ.get("CLICKBOARD_NAMESPACE")
+    if namespace:
+        return valid_namespace(namespace)
+    return keys.namespace_for(database_uri(environ.get("DATABASE_URL"), instance_path(environ)))
+
+
 def celery_config(cfg):
     """The nested ``CELERY`` dict, in the shape of Flask's Celery example."""
     broker_url = cfg.get("CELERY_BROKER_URL") or cfg["REDIS_URL"]
     drain_interval = cfg["CLICK_DRAIN_INTERVAL"]
-    queues = [Queue(name, Exchange(name), routing_key=name) for name in TASK_QUEUES]
-    # One queue per named host (seed 002): work that must run on that server.
-    host_exchange = Exchange("host", type="direct")
-    queues += [
-        Queue(f"host.{name}", host_exchange, routing_key=f"host.{name}") for name in cfg["HOST_QUEUES"]
-    ]
+    queues = install_queues(cfg["CLICKBOARD_NAMESPACE"], cfg["HOST_QUEUES"])
     return {
+        **install_exchanges(cfg["CLICKBOARD_NAMESPACE"]),
         "broker_url": broker_url,
         "task_ignore_result": True,
         "task_queues": queues,
@@ -105,6 +142,32 @@ def celery_config(cfg):
     }
 
 
+def install_queues(namespace, host_names):
+    """The install's queues: named in its namespace, found by their short names.
+
+    ``cb.<ns>.clicks`` carries the alias ``clicks``, and Celery resolves
+    ``-Q clicks``, ``task_routes`` and ``queue="host.a"`` through aliases, so
+    two installs on one broker each consume only their own tasks while
+    commands and routes keep the short names.
+    """
+
+    def queue(name, exchange):
+        return Queue(keys.queue_name(namespace, name), exchange, routing_key=name, alias=name)
+
+    queues = [queue(name, Exchange(keys.queue_name(namespace, name))) for name in TASK_QUEUES]
+    # One queue per named host (seed 002): work that must run on that server.
+    host_exchange = Exchange(keys.queue_name(namespace, "host"), type="direct")
+    return queues + [queue(f"host.{name}", host_exchange) for name in host_names]
+
+
+def install_exchanges(namespace):
+    """Remote control and events of the install's workers only."""
+    return {
+        "control_exchange": keys.queue_name(namespace, "celery"),
+        "event_exchange": keys.queue_name(namespace, "celeryev"),
+    }
+
+
 def load_config(environ=os.environ):
     """Settings from the environment, read when the app is created (so tests can set them)."""
 
@@ -118,7 +181,7 @@ def load_config(environ=os.environ):
         try:
             return kind(environ.get(name, default))
         except ValueError:
-            raise RuntimeError(f"{name} must be a number, not {environ.get(name)!r}") from None
+            raise ConfigError(f"{name} must be a number, not {environ.get(name)!r}") from None
 
     return {
         "SECRET_KEY": text("SECRET_KEY"),
@@ -133,6 +196,8 @@ def load_config(environ=os.environ):
         # CSRF tokens live as long as the session, so a dashboard left open keeps working.
         "WTF_CSRF_TIME_LIMIT": None,
         "REDIS_URL": text("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        # Prefix of every Redis key and Celery queue (see webapp.keys); derived when unset.
+        "CLICKBOARD_NAMESPACE": text("CLICKBOARD_NAMESPACE"),
         "CELERY_BROKER_URL": text("CELERY_BROKER_URL"),
         # Seconds a request waits on Redis before treating it as down.
         "REDIS_SOCKET_TIMEOUT": number("REDIS_SOCKET_TIMEOUT", 0.1),
@@ -159,6 +224,8 @@ def load_config(environ=os.environ):
         "LINK_LOCAL_CACHE_SECONDS": number("LINK_LOCAL_CACHE_SECONDS", 30),
         "TRUSTED_PROXIES": comma_list("TRUSTED_PROXIES"),
         "PUBLIC_BASE_URL": text("PUBLIC_BASE_URL", ""),
+        # Seconds between refreshes of every live dashboard region; 0: each its own (3 to 10 s).
+        "DASHBOARD_POLL_SECONDS": number("DASHBOARD_POLL_SECONDS", 0, int),
         # The report: fresh for this long, the last result kept this long,
         # sentinels of a silent worker gone after these.
         "REPORT_FRESH_SECONDS": number("REPORT_FRESH_SECONDS", 300, int),
@@ -174,6 +241,11 @@ def load_config(environ=os.environ):
         "HOST_QUEUES": comma_list("HOST_QUEUES"),
         "ADMIN_EMAIL": text("ADMIN_EMAIL", "admin@example.com"),
         "ADMIN_PASSWORD": text("ADMIN_PASSWORD"),
+        # werkzeug's generate_password_hash method. Stored hashes name their own
+        # method, so changing it affects new passwords only.
+        "PASSWORD_HASH_METHOD": text("PASSWORD_HASH_METHOD", "scrypt"),
+        # Set by `make run`: a development secret kept under instance/ is fine.
+        "CLICKBOARD_DEV": text("CLICKBOARD_DEV", "") not in ("", "0"),
     }
 
 
@@ -183,8 +255,8 @@ def development_secret_key(app):
     Outside development a missing SECRET_KEY is an error at start-up rather
     than a silently weak deployment.
     """
-    if not (app.debug or app.testing or os.environ.get("CLICKBOARD_DEV")):
-        raise RuntimeError("SECRET_KEY must be set (see .env.example)")
+    if not (app.debug or app.testing or app.config.get("CLICKBOARD_DEV")):
+        raise ConfigError("SECRET_KEY must be set (see .env.example), or run beside `make run`")
     path = os.path.join(app.instance_path, "secret_key")
     if not os.path.exists(path):
         os.makedirs(app.instance_path, exist_ok=True)
@@ -197,18 +269,17 @@ def development_secret_key(app):
 def finish_config(app):
     """Derive the settings that depend on other settings or on paths."""
     cfg = app.config
-    if not cfg.get("SQLALCHEMY_DATABASE_URI"):
-        cfg["SQLALCHEMY_DATABASE_URI"] = default_database_url(app.instance_path)
-    if cfg["SQLALCHEMY_DATABASE_URI"].startswith("postgres://"):
-        cfg["SQLALCHEMY_DATABASE_URI"] = "postgresql://" + cfg["SQLALCHEMY_DATABASE_URI"][11:]
-    if cfg["SQLALCHEMY_DATABASE_URI"].startswith("postgresql://"):
-        cfg["SQLALCHEMY_DATABASE_URI"] = "postgresql+psycopg://" + cfg["SQLALCHEMY_DATABASE_URI"][13:]
+    cfg["SQLALCHEMY_DATABASE_URI"] = database_uri(cfg.get("SQLALCHEMY_DATABASE_URI"), app.instance_path)
+    if cfg.get("CLICKBOARD_NAMESPACE"):
+        valid_namespace(cfg["CLICKBOARD_NAMESPACE"])
+    else:
+        cfg["CLICKBOARD_NAMESPACE"] = keys.namespace_for(cfg["SQLALCHEMY_DATABASE_URI"])
     if not cfg.get("CLICK_LOG_DIR"):
         cfg["CLICK_LOG_DIR"] = os.path.join(app.instance_path, "clicks")
     if not cfg.get("SECRET_KEY"):
         cfg["SECRET_KEY"] = development_secret_key(app)
     if cfg["CLICK_CAPTURE_MODE"] not in ("batch", "task"):
-        raise RuntimeError("CLICK_CAPTURE_MODE must be 'batch' or 'task'")
+        raise ConfigError("CLICK_CAPTURE_MODE must be 'batch' or 'task'")
     if cfg["REDIRECT_STATUS_CODE"] not in (301, 302, 307, 308):
-        raise RuntimeError("REDIRECT_STATUS_CODE must be one of 301, 302, 307, 308")
+        raise ConfigError("REDIRECT_STATUS_CODE must be one of 301, 302, 307, 308")
     cfg.setdefault("CELERY", celery_config(cfg))

@@ -7,6 +7,7 @@ so that nothing on a request path ever counts click rows.
 
 from datetime import UTC, date, datetime
 
+from flask import current_app
 from flask_login import UserMixin
 from sqlalchemy import (
     JSON,
@@ -59,7 +60,9 @@ class User(UserMixin, db.Model):
         self.session_epoch = (self.session_epoch or 0) + 1
 
     def set_password(self, password):
-        self.password_hash = generate_password_hash(password)
+        self.password_hash = generate_password_hash(
+            password, method=current_app.config["PASSWORD_HASH_METHOD"]
+        )
         self.end_sessions()  # a new password logs out whoever knew the old one
 
     def check_password(self, password):
@@ -144,6 +147,18 @@ class LinkChange(db.Model):
     user: Mapped[User | None] = relationship()
 
     __table_args__ = (Index("ix_link_change_link_changed", "link_id", "changed_at"),)
+
+
+class DeletedLink(db.Model):
+    """A link that existed and was deleted: its late clicks are dropped, not kept aside.
+
+    Links are deleted outright; without this record the drain could not tell
+    a deleted link's clicks from clicks of a link this database never had
+    (another install's, sharing a Redis), which it keeps as dead letters.
+    """
+
+    link_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    deleted_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Click(db.Model):

@@ -5,11 +5,16 @@ key every few seconds (a key that expires, so a killed worker disappears by
 itself), and every task failure is pushed onto a short capped list. Reading
 all of it is a few Redis calls, so the panel renders even with no worker
 alive, without Celery's broadcast ``inspect`` and its timeouts.
+
+Keys are the install's (``webapp.keys``), so a panel shows its own workers
+only; a heartbeat carries the worker's pid beside its Celery hostname, as
+two workers on one machine may share a hostname.
 """
 
 import contextlib
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -18,16 +23,28 @@ from amqp.exceptions import ChannelError
 from celery import signals
 
 from webapp.config import TASK_QUEUES
+from webapp.keys import key
 from webapp.redis_client import eviction_warning
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_KEY = "cb:workers:{}"
-HEARTBEAT_PATTERN = "cb:workers:*"
 HEARTBEAT_SECONDS = 5
 HEARTBEAT_TTL = 20
-FAILURES_KEY = "cb:task-failures"
 FAILURES_KEPT = 50
+
+
+def heartbeat_key(namespace, name):
+    """One worker's heartbeat: ``name`` is its Celery hostname and pid."""
+    return key(namespace, "workers", name)
+
+
+def failures_key(namespace):
+    return key(namespace, "task-failures")
+
+
+def worker_name(hostname):
+    """The name the ops panel shows: unique even for two workers with one hostname."""
+    return f"{hostname} (pid {os.getpid()})"
 
 
 def connect_worker_signals(app):
@@ -36,22 +53,29 @@ def connect_worker_signals(app):
     def redis():
         return app.extensions["clickboard.redis.worker"]
 
+    namespace = app.config["CLICKBOARD_NAMESPACE"]
     stop = threading.Event()
+
+    def heartbeat_of(sender):
+        return heartbeat_key(namespace, worker_name(sender.hostname if sender else socket.gethostname()))
 
     @signals.worker_ready.connect(weak=False)
     def start_heartbeat(sender, **_):
-        name = sender.hostname if sender else socket.gethostname()
+        name = worker_name(sender.hostname if sender else socket.gethostname())
         queues = (
-            sorted(queue.name for queue in sender.app.amqp.queues.consume_from.values()) if sender else []
+            sorted(queue.alias or queue.name for queue in sender.app.amqp.queues.consume_from.values())
+            if sender
+            else []
         )
-        threading.Thread(target=beat, args=(redis, name, queues, stop), daemon=True).start()
+        args = (redis, heartbeat_of(sender), name, queues, stop)
+        threading.Thread(target=beat, args=args, daemon=True).start()
         warn_if_evicting(redis())
 
     @signals.worker_shutdown.connect(weak=False)
     def stop_heartbeat(sender, **_):
         stop.set()
         with contextlib.suppress(Exception):  # shutting down anyway; the key expires
-            redis().delete(HEARTBEAT_KEY.format(sender.hostname if sender else socket.gethostname()))
+            redis().delete(heartbeat_of(sender))
 
     @signals.task_failure.connect(weak=False)
     def record_failure(sender=None, task_id=None, exception=None, **_):
@@ -63,8 +87,8 @@ def connect_worker_signals(app):
         }
         try:
             pipe = redis().pipeline()
-            pipe.lpush(FAILURES_KEY, json.dumps(failure))
-            pipe.ltrim(FAILURES_KEY, 0, FAILURES_KEPT - 1)
+            pipe.lpush(failures_key(namespace), json.dumps(failure))
+            pipe.ltrim(failures_key(namespace), 0, FAILURES_KEPT - 1)
             pipe.execute()
         except Exception:  # noqa: BLE001 - never let bookkeeping fail a worker
             pass
@@ -81,24 +105,24 @@ def warn_if_evicting(client):
         log.warning(warning)
 
 
-def beat(redis, name, queues, stop):
+def beat(redis, heartbeat, name, queues, stop):
     started = time.time()
     while not stop.is_set():
         state = {"name": name, "queues": queues, "started": started, "seen": time.time()}
         with contextlib.suppress(Exception):  # Redis down: try again next beat
-            redis().set(HEARTBEAT_KEY.format(name), json.dumps(state), ex=HEARTBEAT_TTL)
+            redis().set(heartbeat, json.dumps(state), ex=HEARTBEAT_TTL)
         stop.wait(HEARTBEAT_SECONDS)
 
 
-def live_workers(client):
-    """Workers whose heartbeat has not expired, newest first."""
-    keys = list(client.scan_iter(HEARTBEAT_PATTERN, count=100))
+def live_workers(client, namespace):
+    """The install's workers whose heartbeat has not expired, by name."""
+    keys = list(client.scan_iter(heartbeat_key(namespace, "*"), count=100))
     states = [json.loads(value) for value in client.mget(keys) if value] if keys else []
     return sorted(states, key=lambda state: state["name"])
 
 
-def recent_failures(client, limit=20):
-    return [json.loads(item) for item in client.lrange(FAILURES_KEY, 0, limit - 1)]
+def recent_failures(client, namespace, limit=20):
+    return [json.loads(item) for item in client.lrange(failures_key(namespace), 0, limit - 1)]
 
 
 def queue_depths(celery_app):
@@ -108,10 +132,12 @@ def queue_depths(celery_app):
         # No pause before the retry: kombu's default sleeps 2 s, and the panel polls every 3 s.
         conn.ensure_connection(max_retries=1, interval_start=0, timeout=1)
         for queue in TASK_QUEUES:
+            # The install's own queue (webapp.keys), found under its short name.
+            name = celery_app.amqp.queues[queue].name
             # A fresh channel each time: RabbitMQ closes a channel on a 404.
             with conn.channel() as channel:
                 try:
-                    depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+                    depths[queue] = channel.queue_declare(queue=name, passive=True).message_count
                 except ChannelError:
                     depths[queue] = 0  # never declared: no worker has consumed it yet
     return depths

@@ -29,6 +29,7 @@ import redis
 from sqlalchemy.exc import IntegrityError
 
 from webapp import pipeline_counters
+from webapp.keys import key
 from webapp.redis_client import cached_script
 
 log = logging.getLogger(__name__)
@@ -147,25 +148,35 @@ class Durability(NamedTuple):
 
 
 class StreamBuffer:
-    """One stream, its consumer group, and the counters /metrics reports for it."""
+    """One stream, its consumer group, and the counters /metrics reports for it.
 
-    def __init__(self, stream, group, metric, field=None):
+    Its keys belong to one install (``namespace``, see ``webapp.keys``), so
+    each app builds its own buffers when it is created.
+    """
+
+    def __init__(self, namespace, name, group, field=None):
         # With ``field``, a message is one line of text (no newline in it)
         # stored under that field name, and read back as that text (None if
         # the message lacks the field); without, a dict of fields.
         self.field = field
-        self.stream = stream
+        self.namespace, self.name = namespace, name
+        self.stream = key(namespace, name)
         self.group = group
-        self.metric = metric
-        self.buffered_key = f"cb:metrics:{metric}_buffered"
-        self.drained_key = f"cb:metrics:{metric}_drained"
-        self.dropped_key = f"cb:metrics:{metric}_dropped"
-        self.shipped_late_key = f"cb:metrics:{metric}_shipped_late"
-        self.last_drain_key = f"cb:drain:{metric}:last_run"
+        # The buffer's name is also what its metrics are called ("clicks", "pageviews").
+        self.metric = name
+        self.buffered_key = self.metric_key("buffered")
+        self.drained_key = self.metric_key("drained")
+        self.dropped_key = self.metric_key("dropped")
+        self.shipped_late_key = self.metric_key("shipped_late")
+        self.last_drain_key = key(namespace, "drain", name, "last_run")
         # Names this Redis's copy of the stream: gone or new after Redis lost its data.
-        self.epoch_key = f"{stream}:epoch"
+        self.epoch_key = key(namespace, name, "epoch")
         # Ids of batches whose write failed before the commit, for the next drain.
-        self.retry_key = f"{stream}:retry"
+        self.retry_key = key(namespace, name, "retry")
+
+    def metric_key(self, metric):
+        """The counter of ``metric`` for this buffer: ``cb:<ns>:metrics:clicks_<metric>``."""
+        return key(self.namespace, "metrics", f"{self.name}_{metric}")
 
     def ensure_group(self, client):
         cached_script(client, ENSURE_GROUP)(

@@ -11,6 +11,7 @@ import hashlib
 
 from redis import RedisError
 
+from webapp.keys import app_key
 from webapp.redis_client import request_redis
 
 MAX_FAILURES = 5
@@ -19,7 +20,7 @@ WINDOW_SECONDS = 15 * 60
 
 def keys_for(email, address):
     email_hash = hashlib.sha256((email or "").strip().lower().encode()).hexdigest()[:24]
-    return [f"cb:login-failures:email:{email_hash}", f"cb:login-failures:ip:{address}"]
+    return [app_key("login-failures", "email", email_hash), app_key("login-failures", "ip", address)]
 
 
 def blocked(keys):

@@ -1,22 +1,63 @@
 """The click buffer: a Redis Stream of click lines, drained by ``CLICK_DRAIN``.
 
 Each message has one field, ``c``: the click's line (see ``events``).
+
+Each app builds its own buffer in ``init_app``, named in its install's
+namespace (``webapp.keys``). Code running in an app context reaches it as
+``CLICK_BUFFER``, a proxy to the current app's buffer in the manner of
+Flask's ``current_app``; threads that run outside any context (the click
+shipper) are handed the buffer itself. Code with no app at all (a bare log
+writer, a script) gets the buffer of the install its environment names, the
+one ``create_app`` would build.
 """
 
+from flask import current_app, has_app_context
+from werkzeug.local import LocalProxy
+
+from webapp.config import environment_namespace
+from webapp.keys import key
 from webapp.streams import StreamBuffer
 
-CLICK_BUFFER = StreamBuffer("cb:clicks", "drain", metric="clicks", field="c")
-# Clicks shipped by another process than the one that captured them (it died).
-CLICKS_SHIPPED_LATE_KEY = CLICK_BUFFER.shipped_late_key
+EXTENSION = "clickboard.click_buffer"
+
+
+def click_buffer_for(namespace):
+    return StreamBuffer(namespace, "clicks", "drain", field="c")
+
+
+def click_buffer():
+    """The current app's click buffer (without an app, the environment's install's)."""
+    if has_app_context():
+        return current_app.extensions[EXTENSION]
+    return click_buffer_for(environment_namespace())
+
+
+CLICK_BUFFER = LocalProxy(click_buffer)
+
+
+def shipped_late_key(buffer):
+    """Clicks shipped by another process than the one that captured them (it died)."""
+    return buffer.shipped_late_key
+
+
+def dead_letter_stream(buffer):
+    """Where clicks for link ids this install's database never had are kept (see ``dead_letters``)."""
+    return key(buffer.namespace, buffer.name, "dead-letters")
+
+
+def dead_lettered_key(buffer):
+    return buffer.metric_key("dead_lettered")
 
 
 def counters(client):
     """Totals for /metrics."""
+    buffer = click_buffer()
     keys = {
-        "clicks_buffered": CLICK_BUFFER.buffered_key,
-        "clicks_drained": CLICK_BUFFER.drained_key,
-        "clicks_dropped": CLICK_BUFFER.dropped_key,
-        "clicks_shipped_late": CLICKS_SHIPPED_LATE_KEY,
+        "clicks_buffered": buffer.buffered_key,
+        "clicks_drained": buffer.drained_key,
+        "clicks_dropped": buffer.dropped_key,
+        "clicks_shipped_late": shipped_late_key(buffer),
+        "clicks_dead_lettered": dead_lettered_key(buffer),
     }
     values = client.mget(list(keys.values()))
     return {name: int(value or 0) for name, value in zip(keys, values, strict=True)}

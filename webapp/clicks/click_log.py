@@ -10,7 +10,7 @@ Redis's own ``appendfsync everysec`` can.
 """
 
 from webapp import spool
-from webapp.clicks.buffer import CLICK_BUFFER
+from webapp.clicks.buffer import click_buffer
 from webapp.spool import SHIP_BLOCK_BYTES, kept_files, line_blocks, pending_files
 
 __all__ = ["SHIP_BLOCK_BYTES", "ClickLog", "kept_files", "line_blocks", "pending_files"]
@@ -19,23 +19,30 @@ PREFIX = "clicks"
 
 
 class ClickLog(spool.Spool):
-    """One process's click log and its shipper thread."""
+    """One process's click log and its shipper thread.
 
-    def __init__(self, directory, client, interval, **limits):
-        super().__init__(directory, client, interval, CLICK_BUFFER, PREFIX, **limits)
+    ``buffer`` is the install's click buffer (by default ``click_buffer()``):
+    the shipper thread runs outside any app context, so it is handed the
+    buffer itself rather than the ``CLICK_BUFFER`` proxy.
+    """
+
+    def __init__(self, directory, client, interval, buffer=None, **limits):
+        super().__init__(directory, client, interval, buffer or click_buffer(), PREFIX, **limits)
 
 
-def ship_file(path, client):
+def ship_file(path, client, buffer=None):
     """Push a click log's lines into the buffer, keeping the file until committed."""
-    return spool.ship_file(path, client, CLICK_BUFFER)
+    return spool.ship_file(path, client, buffer or click_buffer())
 
 
-def ship_orphans(directory, client, keep_bytes=spool.DEFAULT_KEEP_BYTES):
+def ship_orphans(directory, client, buffer=None, keep_bytes=spool.DEFAULT_KEEP_BYTES):
     """Ship the click logs of processes that died; return the number of clicks shipped.
 
     Also settles this host's kept files (``webapp.spool.settle_kept``), so a
-    host whose web processes are all gone still gets them confirmed or shipped again.
+    host whose web processes are all gone still gets them confirmed or shipped
+    again. Without ``buffer``, to the current app's click buffer.
     """
-    shipped = spool.ship_orphans(directory, client, CLICK_BUFFER, PREFIX)
-    spool.settle_kept(directory, client, CLICK_BUFFER, keep_bytes)
+    buffer = buffer or click_buffer()
+    shipped = spool.ship_orphans(directory, client, buffer, PREFIX)
+    spool.settle_kept(directory, client, buffer, keep_bytes)
     return shipped

@@ -15,10 +15,19 @@ import psycopg
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from webapp.clicks import dead_letters
 from webapp.clicks.agents import agent_family, referrer_host
 from webapp.dedup import chunks, rows_not_yet_recorded
 from webapp.links.cache import invalidate_links
-from webapp.models import Click, Link, LinkCounter, LinkDailyAgents, LinkDailyReferrers, LinkHourlyClicks
+from webapp.models import (
+    Click,
+    DeletedLink,
+    Link,
+    LinkCounter,
+    LinkDailyAgents,
+    LinkDailyReferrers,
+    LinkHourlyClicks,
+)
 from webapp.streams import AFTER_COMMIT
 from webapp.upserts import upsert_sums
 
@@ -28,7 +37,8 @@ CLICK_COLUMNS = ("event_id", "link_id", "created_at", "referrer", "user_agent", 
 def record_clicks(conn, rows, check_duplicates):
     """Insert click rows and add them to the counters; return how many were new.
 
-    Rows for links deleted since the click drop out. With
+    Rows for links deleted since the click drop out; rows for links this
+    database never had are kept aside as dead letters (``dead_letters``). With
     ``check_duplicates`` (re-delivered or replayed messages), rows whose
     ``event_id`` is already stored drop out too, so nothing counts twice.
     """
@@ -79,10 +89,21 @@ def announce_exhausted_links(conn, counters):
 
 def rows_for_existing_links(conn, rows):
     link_ids = {row["link_id"] for row in rows}
-    existing = set()
-    for chunk in chunks(link_ids):
-        existing.update(conn.scalars(select(Link.id).where(Link.id.in_(chunk))))
-    return rows if existing == link_ids else [row for row in rows if row["link_id"] in existing]
+    existing = ids_in(conn, Link.id, link_ids)
+    if existing == link_ids:
+        return rows
+    deleted = ids_in(conn, DeletedLink.link_id, link_ids - existing)
+    strangers = [row for row in rows if row["link_id"] not in existing and row["link_id"] not in deleted]
+    if strangers:
+        dead_letters.keep_aside(strangers)
+    return [row for row in rows if row["link_id"] in existing]
+
+
+def ids_in(conn, column, ids):
+    found = set()
+    for chunk in chunks(ids):
+        found.update(conn.scalars(select(column).where(column.in_(chunk))))
+    return found
 
 
 def insert_click_rows(conn, rows):

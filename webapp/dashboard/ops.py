@@ -10,7 +10,7 @@ import time
 from flask import current_app, render_template
 
 from webapp import ops, spool
-from webapp.clicks import click_log
+from webapp.clicks import click_log, dead_letters
 from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.dashboard import bp
 from webapp.pageviews.ingest import PAGEVIEW_BUFFER
@@ -43,14 +43,16 @@ def recent_queue_depths():
 def ops_context():
     context = {"now": time.time(), "problems": []}
     client = request_redis().client
+    namespace = current_app.config["CLICKBOARD_NAMESPACE"]
     readers = {
         "clicks": lambda: CLICK_BUFFER.backlog(client),
         "pageviews": lambda: PAGEVIEW_BUFFER.backlog(client),
-        "workers": lambda: ops.live_workers(client),
-        "failures": lambda: ops.recent_failures(client),
+        "workers": lambda: ops.live_workers(client, namespace),
+        "failures": lambda: ops.recent_failures(client, namespace),
         "last_drain": lambda: float(client.get(CLICK_BUFFER.last_drain_key) or 0) or None,
         "queues": recent_queue_depths,
         "log_files": lambda: click_log.pending_files(current_app.config["CLICK_LOG_DIR"]),
+        "dead_letters": lambda: dead_letters.waiting(client),
         "kept_files": lambda: click_log.kept_files(current_app.config["CLICK_LOG_DIR"]),
         "warnings": lambda: pipeline_warnings(client),
     }

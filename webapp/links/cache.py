@@ -7,7 +7,7 @@ all; behind it, Redis keeps one key per slug for ``LINK_CACHE_SECONDS``
 not become a scan of the database). The database is read only when both miss.
 
 Any change to a link goes through ``invalidate``: it deletes the Redis key
-and appends the slug to the ``cb:link-changes`` stream, which a thread in
+and appends the slug to the install's link-changes stream, which a thread in
 every process follows a few times a second to drop its own copy. If that
 thread loses Redis, it forgets every entry once Redis is back, since it may
 have missed changes; the local TTL bounds the rest.
@@ -24,6 +24,7 @@ from flask import current_app
 from redis import RedisError
 
 from webapp.extensions import db
+from webapp.keys import app_key, key
 from webapp.models import Link, LinkAlias
 from webapp.redis_client import worker_redis
 
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 
 MISSING = "-"
 MISSING_TTL_SECONDS = 30
-CHANGES_STREAM = "cb:link-changes"
 CHANGES_KEPT = 10_000
 FOLLOW_INTERVAL = 0.2
 
@@ -73,7 +73,11 @@ class LinkEntry:
 
 
 def cache_key(slug):
-    return f"cb:link:{slug}"
+    return app_key("link", slug)
+
+
+def changes_stream(namespace):
+    return key(namespace, "link-changes")
 
 
 def entry_for(link):
@@ -102,9 +106,10 @@ def load_entry(slug):
 class LocalLinkCache:
     """This process's copies: slug → (entry or None, expiry), plus the change follower."""
 
-    def __init__(self, ttl, client):
+    def __init__(self, ttl, client, changes):
         self.ttl = ttl
         self.client = client
+        self.changes = changes  # the install's link-changes stream
         self.entries = {}
         self.follower_pid = None
         self.stopped = threading.Event()
@@ -139,7 +144,7 @@ class LocalLinkCache:
         while not self.stopped.wait(FOLLOW_INTERVAL):
             try:
                 if not in_contact:
-                    last_id = latest_change_id(self.client)
+                    last_id = latest_change_id(self.client, self.changes)
                     self.entries.clear()  # changes may have been missed meanwhile
                     in_contact = True
                 last_id = self.apply_changes(last_id)
@@ -150,7 +155,7 @@ class LocalLinkCache:
                 in_contact = False
 
     def apply_changes(self, last_id):
-        reply = self.client.xread({CHANGES_STREAM: last_id}, count=1000)
+        reply = self.client.xread({self.changes: last_id}, count=1000)
         for _, messages in reply:
             for message_id, fields in messages:
                 self.evict(fields.get("slug"))
@@ -158,8 +163,8 @@ class LocalLinkCache:
         return last_id
 
 
-def latest_change_id(client):
-    newest = client.xrevrange(CHANGES_STREAM, count=1)
+def latest_change_id(client, changes):
+    newest = client.xrevrange(changes, count=1)
     return newest[0][0] if newest else "0-0"
 
 
@@ -187,7 +192,8 @@ def invalidate(slug):
     try:
         pipe = worker_redis().pipeline()
         pipe.delete(cache_key(slug))
-        pipe.xadd(CHANGES_STREAM, {"slug": slug}, maxlen=CHANGES_KEPT, approximate=True)
+        changes = changes_stream(current_app.config["CLICKBOARD_NAMESPACE"])
+        pipe.xadd(changes, {"slug": slug}, maxlen=CHANGES_KEPT, approximate=True)
         pipe.execute()
     except RedisError:
         current_app.logger.warning(

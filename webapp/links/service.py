@@ -22,7 +22,7 @@ from webapp.links.validation import (
     parse_expiry,
     validate_max_clicks,
 )
-from webapp.models import Link, LinkAlias, LinkChange, LinkTag
+from webapp.models import DeletedLink, Link, LinkAlias, LinkChange, LinkTag
 
 GENERATE_ATTEMPTS = 8
 REDIRECT_CODES = (301, 302, 307, 308)
@@ -219,7 +219,9 @@ def set_enabled(link, enabled, user=None):
 
 
 def delete_link(link):
+    """Delete a link; its id is remembered, so clicks still on their way are dropped quietly."""
     slugs = [link.slug, *(alias.slug for alias in link.aliases)]
+    db.session.merge(DeletedLink(link_id=link.id))  # merge: SQLite may reuse a deleted id
     db.session.delete(link)
     db.session.commit()
     for slug in slugs:

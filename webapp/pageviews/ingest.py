@@ -6,6 +6,8 @@ valid url has no tab or newline). The line is written to this process's
 page-view spool (``PageViewLog``) before the request is answered 202, and
 shipped from there to its own Redis Stream, so page views survive what
 clicks survive: Redis down, or Redis restarting without its data.
+Like the click buffer, the stream is built per app in its install's
+namespace; ``PAGEVIEW_BUFFER`` and ``PAGEVIEW_DRAIN`` are the current app's.
 """
 
 import math
@@ -13,27 +15,34 @@ import os
 import time
 from datetime import UTC, datetime
 
+from flask import current_app
 from sqlalchemy import insert
+from werkzeug.local import LocalProxy
 
 from webapp import spool
 from webapp.clicks.events import new_event_id
 from webapp.dedup import rows_not_yet_recorded
 from webapp.models import URL_MAX_LENGTH, PageView
+from webapp.redis_client import BACKGROUND_CLIENT
 from webapp.streams import StreamBuffer, StreamDrain
 
 MAX_BATCH = 1000
 MAX_RESPONSE_MS = 3_600_000
 MAX_AGE_SECONDS = 366 * 86400
 MAX_FUTURE_SECONDS = 300
-PAGEVIEW_BUFFER = StreamBuffer("cb:pageviews", "drain", metric="pageviews", field="p")
+BUFFER_EXTENSION = "clickboard.pageview_buffer"
+DRAIN_EXTENSION = "clickboard.pageview_drain"
+PAGEVIEW_BUFFER = LocalProxy(lambda: current_app.extensions[BUFFER_EXTENSION])
+PAGEVIEW_DRAIN = LocalProxy(lambda: current_app.extensions[DRAIN_EXTENSION])
 PREFIX = "pageviews"
 
 
 class PageViewLog(spool.Spool):
-    """One process's page-view spool, in the ``pageviews`` folder of ``CLICK_LOG_DIR``."""
+    """One process's page-view spool, in the ``pageviews`` folder of ``CLICK_LOG_DIR``; handed
+    the install's buffer itself, since its shipper thread runs outside any app context."""
 
-    def __init__(self, click_log_dir, client, interval, **limits):
-        super().__init__(spool_directory(click_log_dir), client, interval, PAGEVIEW_BUFFER, PREFIX, **limits)
+    def __init__(self, click_log_dir, client, interval, buffer, **limits):
+        super().__init__(spool_directory(click_log_dir), client, interval, buffer, PREFIX, **limits)
 
 
 def spool_directory(click_log_dir):
@@ -143,4 +152,21 @@ def record_pageviews(conn, rows, check_duplicates):
     return len(rows)
 
 
-PAGEVIEW_DRAIN = StreamDrain(PAGEVIEW_BUFFER, pageview_row, record_pageviews)
+def pageview_buffer_for(namespace):
+    return StreamBuffer(namespace, "pageviews", "drain", field="p")
+
+
+def init_app(app):
+    """The app's page-view buffer, drain and spool (``PAGEVIEW_BUFFER``, ``PAGEVIEW_DRAIN``,
+    ``clickboard.pageview_log``)."""
+    cfg = app.config
+    buffer = pageview_buffer_for(cfg["CLICKBOARD_NAMESPACE"])
+    app.extensions[BUFFER_EXTENSION] = buffer
+    app.extensions[DRAIN_EXTENSION] = StreamDrain(buffer, pageview_row, record_pageviews)
+    app.extensions["clickboard.pageview_log"] = PageViewLog(
+        cfg["CLICK_LOG_DIR"],
+        app.extensions[BACKGROUND_CLIENT],
+        cfg["CLICK_SHIP_INTERVAL"],
+        buffer,
+        keep_bytes=cfg["SPOOL_KEEP_MB"] << 20,
+    )

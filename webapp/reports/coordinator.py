@@ -31,6 +31,7 @@ from flask import current_app
 from redis import RedisError
 
 from webapp.extensions import db
+from webapp.keys import app_key
 from webapp.models import ReportRun
 from webapp.redis_client import cached_script, worker_redis
 
@@ -48,9 +49,8 @@ return 0
 
 class ReportKeys:
     def __init__(self, params):
-        prefix = f"cb:report:{REPORT_NAME}:{params.key}"
         for name in ("result", "fresh", "sent", "working", "lock", "progress", "error"):
-            setattr(self, name, f"{prefix}:{name}")
+            setattr(self, name, app_key("report", REPORT_NAME, params.key, name))
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """link management: titles, tags, access limits, aliases, change history, refusals
 
 Revision ID: 0007_link_management
-Revises: 0006_pipeline_counters
+Revises: 0007_deleted_links
 Create Date: 2026-11-28 20:20:00
 
 """
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0007_link_management'
-down_revision = '0006_pipeline_counters'
+revision = '0008_link_management'
+down_revision = '0007_deleted_links'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,28 @@
+"""Each app's part of the click pipeline: its buffer and drain (in its install's namespace),
+its process's click log, link cache and trusted proxies."""
+
+from webapp.clicks import buffer, drain
+from webapp.clicks.click_log import ClickLog
+from webapp.clicks.events import parse_trusted_proxies
+from webapp.links.cache import LocalLinkCache, changes_stream
+from webapp.redis_client import BACKGROUND_CLIENT
+
+
+def init_app(app):
+    cfg = app.config
+    background = app.extensions[BACKGROUND_CLIENT]
+    click_buffer = buffer.click_buffer_for(cfg["CLICKBOARD_NAMESPACE"])
+    app.extensions[buffer.EXTENSION] = click_buffer
+    app.extensions[drain.EXTENSION] = drain.click_drain_for(click_buffer)
+    app.extensions["clickboard.trusted_proxies"] = parse_trusted_proxies(cfg["TRUSTED_PROXIES"])
+    app.extensions["clickboard.click_log"] = ClickLog(
+        cfg["CLICK_LOG_DIR"],
+        background,
+        cfg["CLICK_SHIP_INTERVAL"],
+        click_buffer,
+        keep_bytes=cfg["SPOOL_KEEP_MB"] << 20,
+        memory_lines=cfg["CLICK_MEMORY_LINES"],
+    )
+    app.extensions["clickboard.link_cache"] = LocalLinkCache(
+        cfg["LINK_LOCAL_CACHE_SECONDS"], background, changes_stream(cfg["CLICKBOARD_NAMESPACE"])
+    )

@@ -1,0 +1,104 @@
+"""``create_app`` builds the Clickboard app: config, extensions, blueprints, commands."""
+
+import os
+import sys
+
+from flask import Flask, render_template
+from flask.json.provider import DefaultJSONProvider
+
+from webapp import PROJECT_ROOT, devstate, pageviews, redirects, redis_client, templating
+from webapp.clicks import setup as clicks_setup
+from webapp.config import ConfigError, finish_config, instance_path, load_config
+from webapp.extensions import csrf, db, htmx, login_manager, migrate
+from webapp.sessions import DashboardSessionInterface
+
+
+class JSONProvider(DefaultJSONProvider):
+    """Flask's JSON, except that a document nested too deeply to parse is invalid JSON.
+
+    ``json.loads`` raises RecursionError on ``[[[[...`` a few thousand deep,
+    which ``request.get_json`` does not catch: a tiny body would be a 500.
+    """
+
+    def loads(self, s, **kwargs):
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+
+def create_app(test_config=None):
+    instance = instance_path()
+    app = Flask(
+        "webapp",
+        instance_path=instance,
+        template_folder=os.path.join(PROJECT_ROOT, "templates"),
+        static_folder=os.path.join(PROJECT_ROOT, "static"),
+    )
+    app.json = JSONProvider(app)
+    app.session_interface = DashboardSessionInterface()
+    app.config.update(load_config(devstate.environment_beside(instance, os.environ)))
+    if test_config:
+        app.config.update(test_config)
+    os.makedirs(app.instance_path, exist_ok=True)
+    finish_config(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    app.wsgi_app = redirects.CachedRedirects(app, app.wsgi_app)
+    return app
+
+
+def create_app_or_exit():
+    """``create_app`` for entry points: a missing or wrong setting ends the process with one line."""
+    try:
+        return create_app()
+    except ConfigError as error:
+        sys.exit(f"Error: {error.message}")
+
+
+def register_extensions(app):
+    from webapp.celery_app import celery_init_app
+
+    db.init_app(app)
+    csrf.init_app(app)
+    htmx.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    templating.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(PROJECT_ROOT, "migrations"))
+    redis_client.init_app(app)
+    clicks_setup.init_app(app)
+    pageviews.init_app(app)
+    celery_init_app(app)
+
+
+def register_blueprints(app):
+    from webapp import dashboard, health
+    from webapp.api import bp as api_bp
+    from webapp.auth import views as auth_views
+    from webapp.reports import views as report_views
+
+    app.register_blueprint(redirects.bp)
+    app.register_blueprint(api_bp)
+    csrf.exempt(api_bp)  # bearer tokens, not cookies: nothing for CSRF to forge
+    app.register_blueprint(health.bp)
+    app.register_blueprint(auth_views.bp)
+    app.register_blueprint(dashboard.bp)
+    app.register_blueprint(report_views.bp)
+
+
+def register_errorhandlers(app):
+    def render_error(error):
+        code = getattr(error, "code", 500)
+        return render_template("error.html", code=code, description=getattr(error, "description", "")), code
+
+    for code in (400, 401, 403, 404, 405, 413, 429, 500):
+        app.errorhandler(code)(render_error)
+
+
+def register_commands(app):
+    from webapp import cli
+
+    cli.init_app(app)
