@@ -29,10 +29,13 @@ from bench.cpu import CpuMeter
 from tests.broker import purge_queues
 from webapp.clicks import buffer
 from webapp.extensions import db
+from webapp.links.service import update_link
+from webapp.models import Link
 from webapp.ops import queue_depths
 from webapp.redis_client import worker_redis
 
 MODES = ("noop", "batch", "task")
+LIMITS = "batch-limits"
 TASK_QUEUE = "clicks"
 
 
@@ -65,7 +68,8 @@ def plan(stack):
     for suffix, backend, broker_url in stacks:
         app = stack.app(stack.fresh_database(f"redirect{suffix}", backend), broker_url)
         with app.app_context():
-            link_ids = clicks.create_links(2, "bench")
+            link_ids = clicks.create_links(3, "bench")
+            limit_link(link_ids[2])
         database = "PostgreSQL" if backend == "postgresql" else "SQLite"
         broker = "RabbitMQ" if broker_url else "Redis"
         modes = MODES if not suffix else MODES[1:]
@@ -75,7 +79,17 @@ def plan(stack):
             name = f"{mode}{suffix}"
             log_dir = os.path.join(stack.root, "clicks", name)
             configs.append(Config(name, mode, database, broker, app, slug, link_id, log_dir))
+        if not suffix:
+            # The same batch server's settings on a link with an expiry and a click limit
+            # (neither reached): what checking access limits on every redirect costs.
+            log_dir = os.path.join(stack.root, "clicks", LIMITS)
+            configs.append(Config(LIMITS, "batch", database, broker, app, "bench-2", link_ids[2], log_dir))
     return configs
+
+
+def limit_link(link_id):
+    link = db.session.get(Link, link_id)
+    update_link(link, {"expires_at": "2999-01-01T00:00:00Z", "max_clicks": 10**12}, None)
 
 
 def start_server(stack, config, workers):

@@ -45,6 +45,12 @@ def redirect_lines(result):
                 f"  NOISY: {config} req/s varied {ratio(spread)} between rounds: the machine was busy;"
                 " trust the ratios less (or re-run, or raise --rounds)"
             )
+    if "batch-limits" in summary and "batch" in summary:
+        limited, plain = summary["batch-limits"], summary["batch"]
+        lines.append(
+            f"  access limits on the link (expiry + click limit): req/s {ratio(limited['rps'] / plain['rps'])}"
+            f" of the same link without, CPU us/req {ratio(limited['cpu_us'] / plain['cpu_us'])}"
+        )
     for check in result["click_checks"]:
         lines.append(f"  {check.get('config', 'batch')} round {check['round']} {check['line']}")
     return lines

@@ -305,6 +305,7 @@ def test_click_row_round_trips_every_field():
         "user_agent": FIREFOX,
         "ip_anonymised": "203.0.113.0",
         "is_bot": False,
+        "refused": False,
     }
 
 
@@ -381,3 +382,8 @@ def test_every_encoded_click_parses_back(link_id, method, referrer, user_agent, 
 )
 def test_click_row_of_a_malformed_line_is_none(line):
     assert click_row(line) is None
+
+
+def test_a_refused_visit_is_marked_r_and_read_back_as_refused_not_bot():
+    row = click_row(encode_click(7, "GET", None, FIREFOX, "203.0.113.9", refused=True))
+    assert (row["refused"], row["is_bot"]) == (True, False)

@@ -210,3 +210,42 @@ def test_a_cache_entry_written_by_an_older_version_is_read_again_from_the_databa
     redis_client.set(cache.cache_key("spring"), f"{link.id}\t\thttps://example.com/stale")
 
     assert visit(client, "spring").headers["Location"] == "https://example.com/spring"
+
+
+# --- the CLI ------------------------------------------------------------------------------------
+
+
+def test_flask_links_edit_changes_the_link_and_records_it(runner, link):
+    result = runner.invoke(
+        args=[
+            "links",
+            "edit",
+            "spring",
+            "--url",
+            "https://example.com/new",
+            "--tags",
+            "a, b",
+            "--max-clicks",
+            "9",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    assert '"url": "https://example.com/new"' in result.output
+    db.session.expire_all()
+    assert (link.target_url, link.tags, link.max_clicks) == ("https://example.com/new", ["a", "b"], 9)
+    assert set(service.history(link)[0].changes) == {"url", "tags", "max_clicks"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["links", "edit", "nope", "--title", "x"], "no link with slug 'nope'"),
+        (["links", "edit", "spring"], "say what to change"),
+        (["links", "edit", "spring", "--expires-at", "soon"], "ISO 8601"),
+        (["links", "edit", "spring", "--max-clicks", "-3"], "whole number"),
+    ],
+)
+def test_flask_links_edit_errors_are_one_line(runner, link, args, message):
+    result = runner.invoke(args=args)
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output

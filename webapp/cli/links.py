@@ -1,4 +1,4 @@
-"""flask links create|show and flask clicks drain."""
+"""flask links create|edit|show|check and flask clicks drain|ship-orphans."""
 
 import json
 
@@ -25,6 +25,32 @@ def create_link_command(url, slug):
     """Shorten URL and print the link as JSON."""
     try:
         link, _ = service.create_link(url, first_admin(), slug=slug)
+    except (InvalidLink, service.SlugTaken) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(link_json(link), indent=2))
+
+
+@links.command("edit")
+@click.argument("slug")
+@click.option("--url", help="New target URL.")
+@click.option("--slug", "new_slug", help="New slug (the old one keeps redirecting as an alias).")
+@click.option("--title", help="Title ('' removes it).")
+@click.option("--tags", help="Comma-separated tags, replacing the link's ('' removes them all).")
+@click.option("--redirect-code", type=int, help="301, 302, 307 or 308.")
+@click.option("--enabled/--disabled", default=None, help="Turn the link on or off.")
+@click.option("--expires-at", help="ISO 8601 date-time (UTC unless it has an offset); '' for never.")
+@click.option("--max-clicks", help="Click limit; '' for none.")
+@with_appcontext
+def edit_link_command(slug, new_slug, **options):
+    """Change a link (its clicks stay; the change is recorded) and print it as JSON."""
+    link = service.get_link(slug)
+    if link is None:
+        raise click.ClickException(f"no link with slug '{slug}'")
+    fields = {name: value for name, value in {**options, "slug": new_slug}.items() if value is not None}
+    if not fields:
+        raise click.ClickException("say what to change: see --help")
+    try:
+        service.update_link(link, fields, None)
     except (InvalidLink, service.SlugTaken) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(link_json(link), indent=2))
