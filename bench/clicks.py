@@ -14,7 +14,7 @@ import time
 from sqlalchemy import func, select
 
 from webapp.clicks import click_log
-from webapp.clicks.buffer import CLICK_BUFFER, CLICKS_SHIPPED_LATE_KEY
+from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.clicks.drain import CLICK_DRAIN
 from webapp.clicks.events import encode_click
 from webapp.extensions import db
@@ -128,7 +128,7 @@ def settle(client, engine, log_dir):
 
 def shipped_late(client):
     """Clicks shipped by another process than the one that logged them."""
-    return int(client.get(CLICKS_SHIPPED_LATE_KEY) or 0)
+    return int(client.get(CLICK_BUFFER.shipped_late_key) or 0)
 
 
 def counted(engine=None, link_ids=None):
