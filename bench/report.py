@@ -119,7 +119,9 @@ def targets(results):
     for config in (name for name in summary if name.startswith("batch")):
         batch, stack = summary[config], redirect.get("configs", {}).get(config, config)
         rps, p99 = batch["rps_ratio"], batch["p99_ratio"]
-        found.append(target(f"{config} redirect req/s >= 0.85x no-op ({stack})", rps, REDIRECT_RPS_TARGET, ">="))
+        found.append(
+            target(f"{config} redirect req/s >= 0.85x no-op ({stack})", rps, REDIRECT_RPS_TARGET, ">=")
+        )
         found[-1]["shown"] += (
             f" (median of per-round ratios {ratio(batch['rps_ratio_median'])},"
             f" CPU-bound estimate {ratio(batch['cpu_bound_rps_ratio'])})"

@@ -14,7 +14,7 @@ import redis
 
 from tests.conftest import stop_click_log
 from tests.processes import ClickLogWriter, wait_for
-from webapp import spool
+from webapp import spool_files
 from webapp.clicks import buffer, click_log
 from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.clicks.click_log import ClickLog
@@ -311,7 +311,7 @@ def interleave_once(monkeypatch, operation, action):
             pending.pop()()
         return real_flock(fd, requested)
 
-    monkeypatch.setattr(spool.fcntl, "flock", flock)
+    monkeypatch.setattr(spool_files.fcntl, "flock", flock)
     return pending
 
 

@@ -26,7 +26,7 @@ from tests.test_click_pipeline import (
     send_redirects,
 )
 from tests.test_outages import RedirectSender
-from webapp import spool
+from webapp import spool_files
 from webapp.auth.users import create_user
 from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.clicks.drain import CLICK_DRAIN
@@ -40,7 +40,9 @@ from webapp.redis_client import worker_redis
 
 
 def kept(directory):
-    return sorted(name for name in spool.list_directory(directory) if name.endswith(spool.KEPT_SUFFIX))
+    return sorted(
+        name for name in spool_files.list_directory(directory) if name.endswith(spool_files.KEPT_SUFFIX)
+    )
 
 
 def drain(batch_size=5000, reclaim_idle_seconds=3600):
@@ -62,9 +64,16 @@ def log_clicks(click_log, link, count):
         click_log.append(encode_click(link.id, "GET", None, HUMAN_USER_AGENT, "192.0.2.10"))
 
 
-def restart_empty(redis_server):
+def restart_empty(redis_server, buffer_key):
     """SIGKILL redis-server and start it again on its port with no data: a Redis without
-    persistence restarting, or a failover to a replica that had nothing yet."""
+    persistence restarting, or a failover to a replica that had nothing yet.
+
+    Proves the fault happened by the buffer's epoch: a Redis that kept its data
+    keeps it, one that lost it has none or (once a shipper recreated the
+    stream, which may be at once) a new one."""
+    epoch_key = f"{buffer_key}:epoch"
+    before = redis_server.client().get(epoch_key)
+    assert before, "nothing was shipped before the restart"
     redis_server.process.send_signal(signal.SIGKILL)
     redis_server.process.wait()
     redis_server.process = None
@@ -72,6 +81,7 @@ def restart_empty(redis_server):
         if name.startswith(("appendonly", "dump")):
             os.unlink(os.path.join(redis_server.data_dir, name))
     redis_server.start()
+    assert redis_server.client().get(epoch_key) != before, "Redis kept its data: the fault did not happen"
 
 
 # --- the rules, in process -------------------------------------------------------
@@ -165,7 +175,7 @@ def test_kept_files_beyond_the_disk_bound_are_released_oldest_first_and_counted(
     sizes = [os.path.getsize(os.path.join(directory, name)) for name in kept(directory)]
     assert len(sizes) == 3
 
-    spool.settle_kept(directory, redis_client, CLICK_BUFFER, keep_bytes=sum(sizes) - 1)
+    spool_files.settle_kept(directory, redis_client, CLICK_BUFFER, keep_bytes=sum(sizes) - 1)
 
     assert len(kept(directory)) == 2
     assert HostCounters(directory).totals()["clicks_released_unconfirmed"] == 1
@@ -241,8 +251,7 @@ def test_redis_restarted_empty_with_a_backlog_loses_no_click(app, user, processe
     assert [status for status, _ in results] == [302] * 600
     wait_for(lambda: buffer_length(redis_server) == 600, timeout=30, message="600 clicks in the stream")
 
-    restart_empty(redis_server)
-    assert buffer_length(redis_server) < 600, "Redis kept its data: the fault did not happen"
+    restart_empty(redis_server, CLICK_BUFFER.stream)
     processes.worker(queues="clicks")
     processes.beat()
 
@@ -260,7 +269,7 @@ def test_redis_restarted_empty_while_clicks_flow_loses_no_click(app, user, proce
 
     with RedirectSender(f"{web.url}/r/flowing") as sender:
         sender.send_in_phase("before", 200)
-        restart_empty(redis_server)
+        restart_empty(redis_server, CLICK_BUFFER.stream)
         sender.send_in_phase("after", 200)
 
     assert {item.status for item in sender.sent} == {302}
@@ -293,8 +302,7 @@ def test_page_views_accepted_before_redis_restarted_empty_are_all_stored(
             client.close()
 
     wait_for(lambda: streamed() == 1000, timeout=30, message="1,000 page views in the stream")
-    restart_empty(redis_server)
-    assert streamed() == 0
+    restart_empty(redis_server, PAGEVIEW_BUFFER.stream)
     processes.worker(queues="clicks")
     processes.beat()
 

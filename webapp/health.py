@@ -14,7 +14,7 @@ from redis import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from webapp import pipeline_counters, spool
+from webapp import pipeline_counters, spool, spool_files
 from webapp.clicks import buffer, click_log
 from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.durable_counters import HostCounters
@@ -147,7 +147,7 @@ def spool_metrics():
         yield GaugeMetricFamily(
             f"clickboard_{metric}_spool_kept_files",
             f"{metric.capitalize()}: shipped files kept until the drain confirms them (this host)",
-            value=spool.kept_files(spool_log.directory),
+            value=spool_files.kept_files(spool_log.directory),
         )
         yield GaugeMetricFamily(
             f"clickboard_{metric}_spool_failing",

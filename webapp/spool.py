@@ -12,7 +12,7 @@ eviction under ``maxmemory``. So a shipped file is not deleted but kept, named
 after the buffer's epoch (a token set in Redis whenever the stream is created,
 so a stream Redis lost or evicted comes back under a new one) and the last
 stream id its lines got.
-The shipper then settles kept files (``settle_kept``):
+The shipper then settles kept files (``webapp.spool_files.settle_kept``):
 
 - the drain has committed past the file's last id: delete it;
 - the epoch changed, the stream is gone, or the stream's last id is older
@@ -42,10 +42,8 @@ lines straight to Redis. A redirect never fails for want of a log.
 import atexit
 import collections
 import contextlib
-import fcntl
 import logging
 import os
-import secrets
 import socket
 import threading
 import time
@@ -55,17 +53,14 @@ from flask import current_app
 from redis import RedisError
 
 from webapp.durable_counters import HostCounters
+from webapp.spool_files import list_directory, open_appending, settle_kept, ship_file, ship_orphans
 
 log = logging.getLogger(__name__)
 
-# Read and sent this much at a time: about 500 click lines, so a file left by a
-# long Redis outage neither fills memory nor holds Redis in one long call.
-SHIP_BLOCK_BYTES = 64 * 1024
 ORPHAN_CHECK_EVERY = 50  # shipper ticks between looks for dead processes' files
 SETTLE_EVERY = 5  # shipper ticks between looks at kept files
 # A spool that failed to write within this many seconds reports itself failing.
 FAILING_FOR_SECONDS = 60.0
-KEPT_SUFFIX = ".kept"
 # Kept (shipped, not yet committed) files beyond this are released, oldest first.
 DEFAULT_KEEP_BYTES = 256 << 20
 # Lines held in memory while the disk refuses them, per process.
@@ -229,174 +224,6 @@ class Spool:
         if self.pid == os.getpid():
             with contextlib.suppress(RedisError, OSError):  # the files stay; another process ships them
                 self.ship_own()
-
-
-def list_directory(directory):
-    try:
-        return sorted(os.listdir(directory))
-    except FileNotFoundError:
-        return []
-
-
-def open_appending(path):
-    while True:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_SH)  # "alive": ship_orphans leaves this file alone
-        if same_file(fd, path):
-            return fd
-        # Between open and flock, ship_orphans took the new file for a dead
-        # one and deleted it: lines written to it now would be lost.
-        os.close(fd)
-
-
-def same_file(fd, path):
-    """Whether ``path`` still names the file open as ``fd``."""
-    try:
-        opened, named = os.fstat(fd), os.stat(path)
-    except FileNotFoundError:
-        return False
-    return (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)
-
-
-@contextlib.contextmanager
-def locked_for_shipping(path):
-    """The file open and exclusively locked, or None if another process has it or it is gone."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        yield None
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield None  # its owner is alive, or another shipper has it
-            return
-        # Shipped meanwhile, or renamed aside by its owner and replaced by its
-        # new live file, which a rename or unlink of ``path`` would take.
-        yield fd if same_file(fd, path) else None
-    finally:
-        os.close(fd)
-
-
-def ship_file(path, client, buffer):
-    """Push a file's lines into the buffer, then keep it until committed; return the lines shipped."""
-    with locked_for_shipping(path) as fd:
-        if fd is None:
-            return 0
-        return ship_locked(fd, path, client, buffer)
-
-
-def ship_locked(fd, path, client, buffer):
-    shipped, first_epoch, last_id = 0, None, None
-    with os.fdopen(os.dup(fd), "rb") as file:
-        for block in line_blocks(file):
-            # Whole blocks, not lines: per-line Python work was most of the shipping cost.
-            added, block_last_id, epoch = buffer.ship_block(client, block.decode(errors="replace"))
-            shipped += added
-            first_epoch = first_epoch or epoch
-            last_id = block_last_id or last_id
-    if last_id is None:
-        os.unlink(path)  # nothing in it worth keeping
-    else:
-        # The first block's epoch: had Redis restarted between blocks, the file
-        # no longer matches the new epoch and is shipped again, all of it.
-        os.rename(path, kept_path(os.path.dirname(path), first_epoch, last_id))
-    return shipped
-
-
-def kept_path(directory, epoch, last_id):
-    return os.path.join(directory, f"shipped-{epoch}-{last_id}-{uuid.uuid4().hex}{KEPT_SUFFIX}")
-
-
-def parse_kept_name(name):
-    """(epoch, last stream id as (ms, seq)) of a kept file's name, or None."""
-    if not (name.startswith("shipped-") and name.endswith(KEPT_SUFFIX)):
-        return None
-    parts = name[len("shipped-") : -len(KEPT_SUFFIX)].split("-")
-    if len(parts) != 4 or not (parts[1].isdigit() and parts[2].isdigit()):
-        return None
-    return parts[0], (int(parts[1]), int(parts[2]))
-
-
-def line_blocks(file, size=SHIP_BLOCK_BYTES):
-    """The file's bytes in blocks of about ``size`` that end at a line's end.
-
-    A last line with no newline (a write torn by a crash) comes last, as it
-    is: the drain drops it if it is not a whole line.
-    """
-    rest = b""
-    while block := file.read(size):
-        block = rest + block
-        cut = block.rfind(b"\n") + 1
-        if cut:
-            yield block[:cut]
-        rest = block[cut:]
-    if rest:
-        yield rest
-
-
-def settle_kept(directory, client, buffer, keep_bytes):
-    """Delete kept files the drain committed, ship again those Redis lost; return lines re-shipped."""
-    kept = [(name, parsed) for name in list_directory(directory) if (parsed := parse_kept_name(name))]
-    if not kept:
-        return 0
-    state = buffer.durability_state(client, new_epoch=secrets.token_hex(8))
-    reshipped = 0
-    for name, (epoch, last_id) in kept:
-        path = os.path.join(directory, name)
-        if state.lost(epoch, last_id):
-            reshipped += ship_file(path, client, buffer)
-        elif state.committed(last_id):
-            with locked_for_shipping(path) as fd:
-                if fd is not None:  # not being shipped again by another process right now
-                    os.unlink(path)
-    if reshipped:
-        log.warning("Redis lost %d %s it had been given; shipped them again", reshipped, buffer.metric)
-        HostCounters(directory).add(f"{buffer.metric}_reshipped", reshipped)
-    release_beyond(directory, keep_bytes, buffer.metric)
-    return reshipped
-
-
-def release_beyond(directory, keep_bytes, metric):
-    """Past ``keep_bytes`` of kept files, delete the oldest: a bound on disk, at a counted risk."""
-    kept = []
-    for name in list_directory(directory):
-        if name.endswith(KEPT_SUFFIX):
-            with contextlib.suppress(FileNotFoundError):
-                stat = os.stat(os.path.join(directory, name))
-                kept.append((stat.st_mtime, name, stat.st_size))
-    total = sum(size for _, _, size in kept)
-    for _, name, size in sorted(kept):
-        if total <= keep_bytes:
-            break
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(directory, name))
-            HostCounters(directory).add(f"{metric}_released_unconfirmed")
-            log.warning("released kept %s file %s before the drain confirmed it (disk bound)", metric, name)
-        total -= size
-
-
-def ship_orphans(directory, client, buffer, prefix):
-    """Ship the files of processes that died, and settle kept files; return the lines shipped."""
-    shipped = 0
-    for name in list_directory(directory):
-        if name.endswith(".log") and name.startswith((f"{prefix}-", "shipping-")):
-            shipped += ship_file(os.path.join(directory, name), client, buffer)
-    if shipped:
-        HostCounters(directory).add(f"{buffer.metric}_shipped_late", shipped)
-        client.incrby(buffer.shipped_late_key, shipped)
-        log.info("shipped %d %s left by stopped processes", shipped, buffer.metric)
-    return shipped
-
-
-def pending_files(directory):
-    """Spool files whose lines are not yet shipped (kept files are shipped already)."""
-    return sum(1 for name in list_directory(directory) if name.endswith(".log"))
-
-
-def kept_files(directory):
-    return sum(1 for name in list_directory(directory) if name.endswith(KEPT_SUFFIX))
 
 
 def app_spools():

@@ -9,9 +9,9 @@ killed process; a machine crash can lose the last fraction of a second, as
 Redis's own ``appendfsync everysec`` can.
 """
 
-from webapp import spool
+from webapp import spool, spool_files
 from webapp.clicks.buffer import click_buffer
-from webapp.spool import SHIP_BLOCK_BYTES, kept_files, line_blocks, pending_files
+from webapp.spool_files import SHIP_BLOCK_BYTES, kept_files, line_blocks, pending_files
 
 __all__ = ["SHIP_BLOCK_BYTES", "ClickLog", "kept_files", "line_blocks", "pending_files"]
 
@@ -32,17 +32,17 @@ class ClickLog(spool.Spool):
 
 def ship_file(path, client, buffer=None):
     """Push a click log's lines into the buffer, keeping the file until committed."""
-    return spool.ship_file(path, client, buffer or click_buffer())
+    return spool_files.ship_file(path, client, buffer or click_buffer())
 
 
 def ship_orphans(directory, client, buffer=None, keep_bytes=spool.DEFAULT_KEEP_BYTES):
     """Ship the click logs of processes that died; return the number of clicks shipped.
 
-    Also settles this host's kept files (``webapp.spool.settle_kept``), so a
+    Also settles this host's kept files (``webapp.spool_files.settle_kept``), so a
     host whose web processes are all gone still gets them confirmed or shipped
     again. Without ``buffer``, to the current app's click buffer.
     """
     buffer = buffer or click_buffer()
-    shipped = spool.ship_orphans(directory, client, buffer, PREFIX)
-    spool.settle_kept(directory, client, buffer, keep_bytes)
+    shipped = spool_files.ship_orphans(directory, client, buffer, PREFIX)
+    spool_files.settle_kept(directory, client, buffer, keep_bytes)
     return shipped

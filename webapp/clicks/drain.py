@@ -8,7 +8,7 @@ from werkzeug.local import LocalProxy
 
 from webapp.clicks.events import click_row
 from webapp.clicks.store import record_clicks
-from webapp.streams import StreamDrain
+from webapp.drains import StreamDrain
 
 EXTENSION = "clickboard.click_drain"
 

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from webapp.clicks import dead_letters
 from webapp.clicks.agents import agent_family, referrer_host
 from webapp.dedup import chunks, rows_not_yet_recorded
+from webapp.drains import AFTER_COMMIT
 from webapp.links.cache import invalidate_links
 from webapp.models import (
     Click,
@@ -28,7 +29,6 @@ from webapp.models import (
     LinkDailyReferrers,
     LinkHourlyClicks,
 )
-from webapp.streams import AFTER_COMMIT
 from webapp.upserts import upsert_sums
 
 CLICK_COLUMNS = ("event_id", "link_id", "created_at", "referrer", "user_agent", "ip_anonymised", "is_bot")

@@ -19,12 +19,13 @@ from flask import current_app
 from sqlalchemy import insert
 from werkzeug.local import LocalProxy
 
-from webapp import spool
+from webapp import spool, spool_files
 from webapp.clicks.events import new_event_id
 from webapp.dedup import rows_not_yet_recorded
+from webapp.drains import StreamDrain
 from webapp.models import URL_MAX_LENGTH, PageView
 from webapp.redis_client import BACKGROUND_CLIENT
-from webapp.streams import StreamBuffer, StreamDrain
+from webapp.streams import StreamBuffer
 
 MAX_BATCH = 1000
 MAX_RESPONSE_MS = 3_600_000
@@ -52,8 +53,8 @@ def spool_directory(click_log_dir):
 def ship_orphans(click_log_dir, client, keep_bytes=spool.DEFAULT_KEEP_BYTES):
     """Ship page-view spools of processes that died, and settle kept ones; return views shipped."""
     directory = spool_directory(click_log_dir)
-    shipped = spool.ship_orphans(directory, client, PAGEVIEW_BUFFER, PREFIX)
-    spool.settle_kept(directory, client, PAGEVIEW_BUFFER, keep_bytes)
+    shipped = spool_files.ship_orphans(directory, client, PAGEVIEW_BUFFER, PREFIX)
+    spool_files.settle_kept(directory, client, PAGEVIEW_BUFFER, keep_bytes)
     return shipped
 
 
