@@ -484,11 +484,18 @@ def write_heartbeat(redis_client, name="worker@ops-host", seen_ago=2, up_for=600
 
 def test_ops_panel_shows_a_worker_from_its_heartbeat(owner, redis_client):
     write_heartbeat(redis_client)
+    redis_client.set(CLICK_BUFFER.last_drain_key, f"{time.time():.3f}")
     html = owner.get("/fragments/ops").text
     rows = table_rows(section(html, "Workers"))
     assert rows == [["worker@ops-host", "clicks, default", "just now", "10 min ago"]]
     assert 'data-worker="worker@ops-host"' in html
     assert "No worker is alive" not in html
+
+
+def test_ops_panel_says_no_worker_is_alive_when_one_beats_but_no_drain_runs(owner, redis_client):
+    # The same rule as /healthz (ops.drain_state): a worker that does not drain counts for nothing.
+    write_heartbeat(redis_client)
+    assert "No worker is alive: no drain has run yet" in owner.get("/fragments/ops").text
 
 
 def test_ops_panel_lists_each_live_worker(owner, redis_client):

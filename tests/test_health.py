@@ -15,11 +15,13 @@ from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.clicks.drain import CLICK_DRAIN
 from webapp.extensions import db
 from webapp.links import service
+from webapp.pageviews.ingest import PAGEVIEW_BUFFER, PAGEVIEW_DRAIN
 
 
 @pytest.fixture
 def drained_just_now(redis_client):
-    redis_client.set(CLICK_BUFFER.last_drain_key, f"{time.time():.3f}")
+    for drained in (CLICK_BUFFER, PAGEVIEW_BUFFER):
+        redis_client.set(drained.last_drain_key, f"{time.time():.3f}")
 
 
 @pytest.fixture
@@ -60,7 +62,12 @@ def test_healthz_reports_each_dependency(client, drained_just_now):
 def test_healthz_is_503_when_the_drain_never_ran(client):
     response = client.get("/healthz")
     assert response.status_code == 503
-    assert response.get_json()["workers"] == {"ok": False, "last_drain_seconds_ago": None}
+    assert response.get_json()["workers"] == {
+        "ok": False,
+        "last_clicks_drain_seconds_ago": None,
+        "last_pageviews_drain_seconds_ago": None,
+        "last_drain_seconds_ago": None,
+    }
 
 
 def test_healthz_is_503_when_the_drain_stopped_long_ago(client, redis_client):
@@ -69,9 +76,21 @@ def test_healthz_is_503_when_the_drain_stopped_long_ago(client, redis_client):
     assert (body["status"], body["workers"]["ok"]) == ("degraded", False)
 
 
-def test_healthz_sees_workers_alive_once_a_drain_ran(app, client, redis_client):
+def test_healthz_sees_workers_alive_once_both_drains_ran(app, client, redis_client):
     CLICK_DRAIN.drain(redis_client, db.engine, "tests", 100, 1, 60)
+    assert client.get("/healthz").get_json()["workers"]["ok"] is False  # page views are not drained
+    PAGEVIEW_DRAIN.drain(redis_client, db.engine, "tests", 100, 1, 60)
     assert client.get("/healthz").get_json()["workers"]["ok"] is True
+
+
+def test_workers_alive_on_metrics_and_healthz_are_one_answer(client, redis_client, drained_just_now):
+    assert "clickboard_workers_alive 1.0" in client.get("/metrics").text
+    assert client.get("/healthz").get_json()["workers"]["ok"] is True
+    redis_client.set(PAGEVIEW_BUFFER.last_drain_key, f"{time.time() - 3600:.3f}")
+    metrics = client.get("/metrics").text
+    assert "clickboard_workers_alive 0.0" in metrics
+    assert re.search(r'clickboard_drain_last_run_age_seconds\{buffer="pageviews"\} 3\d{3}', metrics)
+    assert client.get("/healthz").get_json()["workers"]["ok"] is False
 
 
 def test_healthz_reports_the_click_backlog(app, client, drained_just_now, user):

@@ -5,8 +5,6 @@ link targets or user data. Each check has its own short timeout, so a dead
 dependency makes the check fail fast instead of hanging the probe.
 """
 
-import time
-
 from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -14,11 +12,12 @@ from redis import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from webapp import pipeline_counters, spool, spool_files
+from webapp import ops, pipeline_counters, spool, spool_files
 from webapp.clicks import buffer, click_log
 from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.durable_counters import HostCounters
 from webapp.extensions import db
+from webapp.pageviews.ingest import PAGEVIEW_BUFFER
 from webapp.redis_client import eviction_warning, request_redis
 
 bp = Blueprint("health", __name__)
@@ -57,11 +56,20 @@ def check_broker():
 
 
 def check_workers():
-    """Workers are alive if the periodic drain ran recently."""
-    last = request_redis().client.get(CLICK_BUFFER.last_drain_key)
-    age = time.time() - float(last) if last else None
-    limit = 3 * current_app.config["CLICK_DRAIN_INTERVAL"] + 10
-    return {"ok": age is not None and age < limit, "last_drain_seconds_ago": age and round(age, 1)}
+    """Workers are alive if the click and page-view drains ran recently (``ops.drain_state``)."""
+    result = {"ok": True}
+    for name, stream_buffer in drained_buffers().items():
+        alive, age = ops.drain_state(
+            request_redis().client, stream_buffer, current_app.config["CLICK_DRAIN_INTERVAL"]
+        )
+        result["ok"] = result["ok"] and alive
+        result[f"last_{name}_drain_seconds_ago"] = None if age is None else round(age, 1)
+    result["last_drain_seconds_ago"] = result["last_clicks_drain_seconds_ago"]  # the older field name
+    return result
+
+
+def drained_buffers():
+    return {"clicks": CLICK_BUFFER, "pageviews": PAGEVIEW_BUFFER}
 
 
 CHECKS = {
@@ -104,12 +112,33 @@ class ClickPipelineCollector:
         yield GaugeMetricFamily(
             "clickboard_click_lag_seconds", "Age of the oldest undrained click", value=lag
         )
+        yield from drain_metrics(client)
         yield GaugeMetricFamily(
             "clickboard_click_log_files",
             "Click log files on this host (one per live process, more while Redis is away)",
             value=click_log.pending_files(current_app.config["CLICK_LOG_DIR"]),
         )
         yield from spool_metrics()
+
+
+def drain_metrics(client):
+    """Whether the drains run (``ops.drain_state``, as /healthz and the ops panel decide it)."""
+    interval = current_app.config["CLICK_DRAIN_INTERVAL"]
+    states = {name: ops.drain_state(client, buffer, interval) for name, buffer in drained_buffers().items()}
+    yield GaugeMetricFamily(
+        "clickboard_workers_alive",
+        "1 while every drain ran within three intervals (a worker is doing the work)",
+        value=int(all(alive for alive, _ in states.values())),
+    )
+    ages = GaugeMetricFamily(
+        "clickboard_drain_last_run_age_seconds",
+        "Seconds since each buffer's drain last ran",
+        labels=["buffer"],
+    )
+    for name, (_, age) in states.items():
+        if age is not None:
+            ages.add_metric([name], age)
+    yield ages
 
 
 DRAIN_COUNTERS = ("clicks_drained", "clicks_dropped", "pageviews_drained", "pageviews_dropped")

@@ -141,3 +141,16 @@ def queue_depths(celery_app):
                 except ChannelError:
                     depths[queue] = 0  # never declared: no worker has consumed it yet
     return depths
+
+
+def drain_state(client, buffer, drain_interval):
+    """(alive, seconds since the buffer's drain last ran, or None if never).
+
+    The one answer to "is a worker alive" for /healthz, /metrics and the ops
+    panel: what matters is that clicks are being counted, so a worker counts
+    as alive when its periodic drain ran within a few intervals. A heartbeat
+    says a worker process exists; only this says it does the work.
+    """
+    last = client.get(buffer.last_drain_key)
+    age = max(0.0, time.time() - float(last)) if last else None
+    return age is not None and age < 3 * drain_interval + 10, age

@@ -49,7 +49,7 @@ def ops_context():
         "pageviews": lambda: PAGEVIEW_BUFFER.backlog(client),
         "workers": lambda: ops.live_workers(client, namespace),
         "failures": lambda: ops.recent_failures(client, namespace),
-        "last_drain": lambda: float(client.get(CLICK_BUFFER.last_drain_key) or 0) or None,
+        "drain": lambda: ops.drain_state(client, CLICK_BUFFER, current_app.config["CLICK_DRAIN_INTERVAL"]),
         "queues": recent_queue_depths,
         "log_files": lambda: click_log.pending_files(current_app.config["CLICK_LOG_DIR"]),
         "dead_letters": lambda: dead_letters.waiting(client),
