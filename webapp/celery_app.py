@@ -7,6 +7,8 @@ and the Redis clients exactly as views do.
 from celery import Celery, Task
 from flask import Flask
 
+from webapp.broker import use_resilient_redis_transport
+
 
 def celery_init_app(app: Flask) -> Celery:
     class FlaskTask(Task):
@@ -14,6 +16,7 @@ def celery_init_app(app: Flask) -> Celery:
             with app.app_context():
                 return self.run(*args, **kwargs)
 
+    use_resilient_redis_transport()  # see webapp.broker: workers must outlive Redis
     celery_app = Celery(app.name, task_cls=FlaskTask)
     celery_app.config_from_object(app.config["CELERY"])
     celery_app.set_default()

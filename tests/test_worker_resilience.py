@@ -1,0 +1,77 @@
+"""Workers outlive Redis, and nothing else a worker does can starve the click drain.
+
+Real processes: a Celery worker and beat over the test's own redis-server
+(also the broker, as in ``make run``), killed and restarted under them.
+"""
+
+import contextlib
+import signal
+
+import pytest
+import redis
+
+from tests.processes import wait_for
+from tests.test_click_pipeline import assert_counted_exactly, buffer_clicks, buffer_length
+from webapp.links import service
+
+pytestmark = pytest.mark.integration
+
+
+def kill_and_restart(redis_server):
+    """SIGKILL redis-server and start it again on its port with its data (the AOF), every
+    write synced (clicks go straight into the stream here, not through a spool: the kills
+    test the worker, not Redis's last second)."""
+    redis_server.process.send_signal(signal.SIGKILL)
+    redis_server.process.wait()
+    redis_server.process = None
+    redis_server.start()
+    redis_server.client().config_set("appendfsync", "always")
+
+
+def test_a_worker_outlives_three_redis_restarts_during_drains_and_counts_exactly(
+    app, user, processes, redis_server
+):
+    link, _ = service.create_link("https://example.com/restarts", user, slug="restarts")
+    redis_server.client().config_set("appendfsync", "always")  # see kill_and_restart
+    worker = processes.worker(queues="clicks", concurrency=2)
+    processes.beat()
+    sent = 0
+    for _ in range(3):
+        buffer_clicks(redis_server.client(), link.id, 40_000)
+        sent += 40_000
+        # Kill Redis while a drain holds a batch (its acks-late task unacknowledged).
+        wait_for(lambda total=sent: 0 < buffer_length(redis_server) < total, 60, 0.01, "a drain under way")
+        kill_and_restart(redis_server)
+        assert worker.running, f"the worker exited when Redis restarted:\n{worker.log_text()[-3000:]}"
+    buffer_clicks(redis_server.client(), link.id, 500)
+    sent += 500
+
+    assert_counted_exactly(app, redis_server, link.id, sent, timeout=120)
+    assert worker.running, f"the worker exited:\n{worker.log_text()[-3000:]}"
+
+
+def test_a_worker_started_while_redis_is_full_keeps_running_and_drains_once_there_is_room(
+    app, user, processes, redis_server
+):
+    link, _ = service.create_link("https://example.com/full", user, slug="full")
+    client = redis_server.client()
+    buffer_clicks(client, link.id, 200)
+    used = int(client.info("memory")["used_memory"])
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", str(used + 64 * 1024))
+    with contextlib.suppress(redis.exceptions.OutOfMemoryError):  # full already: the point
+        client.set("ballast", "x" * (128 * 1024))
+    try:
+        worker = processes.worker(queues="clicks")
+        processes.beat()
+        wait_for(
+            lambda: "OOM" in worker.log_text() or "maxmemory" in worker.log_text(),
+            60,
+            0.2,
+            "the worker meeting the full Redis",
+        )
+        assert worker.running, f"the worker exited on a full Redis:\n{worker.log_text()[-3000:]}"
+    finally:
+        client.config_set("maxmemory", "0")
+    assert_counted_exactly(app, redis_server, link.id, 200, timeout=120)
+    assert worker.running
