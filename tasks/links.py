@@ -18,7 +18,8 @@ from webapp.links.checker import check_url
 from webapp.models import Link, utcnow
 
 STALE_AFTER = timedelta(hours=24)
-STALE_BATCH = 500
+# Per sweep (every STALE_SWEEP_MINUTES): about 500 links an hour, a few at a time.
+STALE_BATCH = 40
 
 
 @shared_task(name="tasks.links.check_link_target")
@@ -66,7 +67,7 @@ def send_link_check(link_id, host=None):
 
 @shared_task(name="tasks.links.check_stale_links", ignore_result=True)
 def check_stale_links():
-    """Beat's hourly sweep: enqueue checks for links not checked for a day."""
+    """Beat's sweep, every few minutes: enqueue checks for a few links not checked for a day."""
     cutoff = utcnow() - STALE_AFTER
     query = (
         db.select(Link.id)

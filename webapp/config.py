@@ -59,6 +59,43 @@ def environment_namespace(environ=os.environ):
     return keys.namespace_for(database_uri(environ.get("DATABASE_URL"), instance_path(environ)))
 
 
+STALE_SWEEP_MINUTES = 5
+
+
+def task_time_limits(cfg):
+    """(soft, hard) seconds per task: none may hold a worker for ever. Soft raises
+    SoftTimeLimitExceeded in the task (a drain hands its batch back; a report run is
+    recorded as failed); hard kills the pool process. All well under the Redis
+    broker's visibility timeout (an hour), so a task is never delivered twice for
+    running long."""
+    check = cfg["LINK_CHECK_TIMEOUT"]
+    quick = (30, 60)
+    return {
+        "tasks.clicks.drain_click_buffer": (300, 330),
+        "tasks.pageviews.drain_pageview_buffer": (300, 330),
+        "tasks.clicks.ship_orphaned_clicks": (120, 150),
+        "tasks.clicks.record_link_click": quick,
+        "tasks.links.check_link_target": (check + 5, check + 15),
+        "tasks.links.record_link_check": quick,
+        "tasks.links.record_link_check_failure": quick,
+        "tasks.links.check_stale_links": quick,
+        "tasks.reports.compute_slow_pageviews": (900, 960),
+        "tasks.reports.record_run_success": quick,
+        "tasks.reports.record_run_failure": quick,
+    }
+
+
+def task_annotations(cfg):
+    annotations = {
+        name: {"soft_time_limit": soft, "time_limit": hard}
+        for name, (soft, hard) in task_time_limits(cfg).items()
+    }
+    annotations["tasks.clicks.record_link_click"]["max_retries"] = cfg["CLICK_TASK_MAX_RETRIES"]
+    # Per worker process: give each host's workers the quota that host has.
+    annotations["tasks.links.check_link_target"]["rate_limit"] = cfg["LINK_CHECK_RATE_LIMIT"]
+    return annotations
+
+
 def celery_config(cfg):
     """The nested ``CELERY`` dict, in the shape of Flask's Celery example."""
     broker_url = cfg.get("CELERY_BROKER_URL") or cfg["REDIS_URL"]
@@ -80,11 +117,7 @@ def celery_config(cfg):
             "tasks.reports.record_*": {"queue": "default"},
             "tasks.links.*": {"queue": "default"},
         },
-        "task_annotations": {
-            "tasks.clicks.record_link_click": {"max_retries": cfg["CLICK_TASK_MAX_RETRIES"]},
-            # Per worker process: give each host's workers the quota that host has.
-            "tasks.links.check_link_target": {"rate_limit": cfg["LINK_CHECK_RATE_LIMIT"]},
-        },
+        "task_annotations": task_annotations(cfg),
         # Our long-running tasks are idempotent and acknowledged late: a worker
         # must not hold a second one it has not started while it runs the first.
         "worker_prefetch_multiplier": 1,
@@ -102,10 +135,12 @@ def celery_config(cfg):
                 "schedule": timedelta(seconds=drain_interval),
                 "options": {"expires": max(drain_interval, 1.0)},
             },
+            # Every few minutes a small batch, not the whole hour's checks at once:
+            # a sweep must never fill the queue other work waits behind.
             "check-stale-links": {
                 "task": "tasks.links.check_stale_links",
-                "schedule": timedelta(hours=1),
-                "options": {"expires": 3600},
+                "schedule": timedelta(minutes=STALE_SWEEP_MINUTES),
+                "options": {"expires": STALE_SWEEP_MINUTES * 60},
             },
             "ship-orphaned-clicks": {
                 "task": "tasks.clicks.ship_orphaned_clicks",
