@@ -24,6 +24,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         status, headers, body = site.routes.get(
             self.path, GONE if self.path.startswith("/gone") else DEFAULT_PAGE
         )
+        if isinstance(body, Drip):
+            return self.drip(status, headers, body)
         body = body() if callable(body) else body
         self.send_response(status)
         for name, value in headers.items():
@@ -32,8 +34,33 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def drip(self, status, headers, drip):
+        """The body a byte at a time, ``drip.interval`` apart, until sent or the client hangs up."""
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(drip.body)))
+        self.end_headers()
+        try:
+            for index in range(len(drip.body)):
+                self.wfile.write(drip.body[index : index + 1])
+                self.wfile.flush()
+                drip.sent += 1
+                time.sleep(drip.interval)
+        except OSError:
+            drip.hung_up.set()
+
     def log_message(self, *args):
         pass
+
+
+class Drip:
+    """A body sent a byte every ``interval`` seconds (a slowloris of a target)."""
+
+    def __init__(self, body, interval):
+        self.body, self.interval = body, interval
+        self.sent = 0
+        self.hung_up = threading.Event()
 
 
 class LocalSite(http.server.ThreadingHTTPServer):

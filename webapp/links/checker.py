@@ -10,15 +10,19 @@ fenced in accordingly:
   lookup that could answer differently (DNS rebinding), with TLS still
   verified against the host name;
 - every redirect hop is checked the same way, up to ``MAX_REDIRECTS``;
-- time and bytes read are capped; no cookies, tokens or credentials are sent.
+- one wall-clock deadline covers the whole check (connect, TLS, every read,
+  every redirect hop), and bytes read are capped; no cookies, tokens or
+  credentials are sent.
 """
 
+import contextlib
 import html
 import http.client
 import ipaddress
 import re
 import socket
 import ssl
+import threading
 import time
 from dataclasses import asdict, dataclass
 from urllib.parse import urljoin, urlsplit
@@ -75,14 +79,36 @@ def fetch_once(url, allowed_hosts, deadline):
         conn = PinnedHTTPSConnection(parts.hostname, port, address, timeout=timeout)
     else:
         conn = PinnedHTTPConnection(parts.hostname, port, address, timeout=timeout)
+    # Socket timeouts bound each read, not their sum: a server sending a byte a
+    # second would never trip one. The watchdog closes the socket at the deadline,
+    # so connect, TLS, headers and body together never outlast it.
+    watchdog = threading.Timer(timeout, abort, args=(conn,))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         conn.request("GET", path, headers={"User-Agent": USER_AGENT, "Accept": "text/html,*/*;q=0.5"})
         response = conn.getresponse()
         body = read_capped(response, deadline)
         return response.status, response.getheader("Location"), body
+    except OSError:
+        remaining(deadline)  # past the deadline, say so rather than "connection reset"
+        raise
     finally:
+        watchdog.cancel()
         conn.close()
+
+
+def abort(conn):
+    """Cut a connection that outlived the check's deadline: its blocked read returns at once.
+
+    The TCP socket itself, kept at connect: http.client hands a closing
+    connection's socket to the response and forgets it (``conn.sock`` is None).
+    """
+    sock = conn.tcp_socket
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def safe_address(host, port, allowed_hosts):
@@ -109,7 +135,7 @@ def is_public(address):
 def remaining(deadline):
     left = deadline - time.monotonic()
     if left <= 0:
-        raise TimeoutError("the check took too long")
+        raise TimeoutError("the check passed its deadline (LINK_CHECK_TIMEOUT)")
     return left
 
 
@@ -139,9 +165,10 @@ class PinnedHTTPConnection(http.client.HTTPConnection):
     def __init__(self, host, port, address, timeout):
         super().__init__(host, port, timeout=timeout)
         self.address = address
+        self.tcp_socket = None
 
     def connect(self):
-        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self.tcp_socket = socket.create_connection((self.address, self.port), self.timeout)
 
 
 class PinnedHTTPSConnection(http.client.HTTPSConnection):
@@ -150,7 +177,9 @@ class PinnedHTTPSConnection(http.client.HTTPSConnection):
     def __init__(self, host, port, address, timeout):
         super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
         self.address = address
+        self.tcp_socket = None
 
     def connect(self):
-        sock = socket.create_connection((self.address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        self.tcp_socket = socket.create_connection((self.address, self.port), self.timeout)
+        # wrap_socket takes the file descriptor over: from here on, the TLS socket is the one to cut.
+        self.sock = self.tcp_socket = self._context.wrap_socket(self.tcp_socket, server_hostname=self.host)
