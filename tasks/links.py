@@ -8,14 +8,18 @@ their own value. A check can also be sent to one host's queue
 The result is written by the ``link`` / ``link_error`` callbacks (seed 004).
 """
 
+import contextlib
 from datetime import timedelta
 
 from celery import shared_task
 from flask import current_app
+from redis import RedisError
 
 from webapp.extensions import db
+from webapp.links import check_requests
 from webapp.links.checker import check_url
 from webapp.models import Link, utcnow
+from webapp.redis_client import worker_redis
 
 STALE_AFTER = timedelta(hours=24)
 # Per sweep (every STALE_SWEEP_MINUTES): about 500 links an hour, a few at a time.
@@ -34,6 +38,7 @@ def check_link_target(link_id):
 
 @shared_task(name="tasks.links.record_link_check", ignore_result=True)
 def record_link_check(result, link_id):
+    release_claim(link_id)
     link = db.session.get(Link, link_id)
     if link is None or result is None:
         return
@@ -45,6 +50,7 @@ def record_link_check(result, link_id):
 
 @shared_task(name="tasks.links.record_link_check_failure", ignore_result=True)
 def record_link_check_failure(request, exc, traceback, link_id):
+    release_claim(link_id)
     link = db.session.get(Link, link_id)
     if link is None:
         return
@@ -52,6 +58,29 @@ def record_link_check_failure(request, exc, traceback, link_id):
     link.target_error = f"check failed: {type(exc).__name__}: {exc}"[:300]
     link.checked_at = utcnow()
     db.session.commit()
+
+
+def release_claim(link_id):
+    with contextlib.suppress(RedisError):  # the claim expires by itself
+        check_requests.release(worker_redis(), link_id)
+
+
+def request_link_check(link_id, user_id):
+    """A "Check now" press: 'queued', 'pending' (one is already queued or running for this
+    link) or 'limited' (the user pressed too often); see ``webapp.links.check_requests``.
+    With Redis down, the check is sent as it always was."""
+    try:
+        outcome = check_requests.claim(worker_redis(), link_id, user_id)
+    except RedisError:
+        outcome = "claimed"
+    if outcome != "claimed":
+        return outcome
+    try:
+        send_link_check(link_id)
+    except Exception:
+        release_claim(link_id)
+        raise
+    return "queued"
 
 
 def send_link_check(link_id, host=None):

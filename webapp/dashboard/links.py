@@ -12,6 +12,7 @@ from webapp.dashboard import bp, stats
 from webapp.dashboard.home import chart_context
 from webapp.extensions import db
 from webapp.links import service
+from webapp.links.check_requests import PER_USER_PER_MINUTE
 from webapp.links.representation import short_url
 from webapp.links.validation import InvalidLink, normalise_slug, normalise_url
 from webapp.models import Link, LinkCounter
@@ -144,17 +145,24 @@ def set_link_enabled(slug):
     return redirect(url_for("dashboard.link_page", slug=link.slug), 303)
 
 
+CHECK_MESSAGES = {
+    "queued": ("Checking the target; the result appears here in a moment.", "ok"),
+    "pending": ("A check of this link is already under way; its result appears here in a moment.", "ok"),
+    "limited": (f"Too many checks: at most {PER_USER_PER_MINUTE} a minute. Try again in a minute.", "error"),
+}
+
+
 @bp.post("/links/<slug>/check")
 def check_link(slug):
-    from tasks.links import send_link_check
+    from tasks.links import request_link_check
 
     link = own_link_or_404(slug)
     try:
-        send_link_check(link.id)
+        outcome = request_link_check(link.id, current_user.id)
     except Exception:  # noqa: BLE001 - the broker is down: say so, lose nothing
         flash("Could not reach the task queue; try again shortly.", "error")
     else:
-        flash("Checking the target; the result appears here in a moment.", "ok")
+        flash(*CHECK_MESSAGES[outcome])
     return redirect(url_for("dashboard.link_page", slug=link.slug), 303)
 
 
