@@ -249,3 +249,39 @@ def test_a_missing_secret_key_outside_make_run_is_one_line_naming_it(tmp_path, e
     assert result.returncode != 0
     assert "SECRET_KEY must be set" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def drain_worker_main(stack):
+    """The pid of the drain worker's main process (``celery ... worker -Q clicks``)."""
+    for pid in alive(stack.started_processes()):
+        with contextlib.suppress(OSError):
+            argv = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if b"worker" in argv and b"clicks" in argv and os.getpid() != pid:
+                parent = int(pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                parent_argv = pathlib.Path(f"/proc/{parent}/cmdline").read_bytes()
+                if b"celery" not in parent_argv:  # the main process, not a pool child
+                    return pid
+    return None
+
+
+def test_a_drain_worker_that_dies_is_started_again_and_counting_resumes(tmp_path):
+    stack = DevRun(tmp_path / "instance")
+    try:
+        token = create_link_and_token(stack, "revived")
+        dead = wait_for(lambda: drain_worker_main(stack), timeout=30, message="the drain worker")
+        os.kill(dead, signal.SIGKILL)  # as a library bug or the OOM killer would
+        wait_for(
+            lambda: drain_worker_main(stack) not in (None, dead), 60, 0.5, "the drain worker started again"
+        )
+
+        for _ in range(30):
+            assert requests.get(f"{stack.url}/r/revived", allow_redirects=False, timeout=5).status_code == 302
+        headers = {"Authorization": f"Bearer {token}"}
+
+        def clicks():
+            return requests.get(f"{stack.url}/api/links/revived", headers=headers, timeout=5).json()["clicks"]
+
+        wait_for(lambda: clicks() == 30, timeout=60, message="the clicks counted by the new drain worker")
+        assert "starting drain again" in stack.log_path.read_text()
+    finally:
+        stack.stop()

@@ -6,13 +6,16 @@ Real processes: a Celery worker and beat over the test's own redis-server
 
 import contextlib
 import signal
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
 
+from tasks.clicks import drain_click_buffer
 from tests.processes import wait_for
 from tests.test_click_pipeline import assert_counted_exactly, buffer_clicks, buffer_length
 from webapp.links import service
+from webapp.ops import drains_expired_key
 
 pytestmark = pytest.mark.integration
 
@@ -75,3 +78,13 @@ def test_a_worker_started_while_redis_is_full_keeps_running_and_drains_once_ther
         client.config_set("maxmemory", "0")
     assert_counted_exactly(app, redis_server, link.id, 200, timeout=120)
     assert worker.running
+
+
+def test_a_drain_that_expired_unrun_is_counted_where_operators_look(app, client, processes, redis_client):
+    # What beat's drains meet when workers are too busy: an expiry that passed in the queue.
+    drain_click_buffer.apply_async(expires=datetime.now(UTC) - timedelta(seconds=1))
+    processes.worker(queues="clicks")
+
+    key = drains_expired_key(app.config["CLICKBOARD_NAMESPACE"])
+    wait_for(lambda: redis_client.get(key) == "1", 60, 0.2, "the expired drain counted")
+    assert "clickboard_drains_expired_total 1.0" in client.get("/metrics").text

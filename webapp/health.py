@@ -123,6 +123,12 @@ class ClickPipelineCollector:
 
 def drain_metrics(client):
     """Whether the drains run (``ops.drain_state``, as /healthz and the ops panel decide it)."""
+    expired = int(client.get(ops.drains_expired_key(current_app.config["CLICKBOARD_NAMESPACE"])) or 0)
+    yield CounterMetricFamily(
+        "clickboard_drains_expired",
+        "Drain runs that expired before a worker took them (workers too busy)",
+        value=expired,
+    )
     interval = current_app.config["CLICK_DRAIN_INTERVAL"]
     states = {name: ops.drain_state(client, buffer, interval) for name, buffer in drained_buffers().items()}
     yield GaugeMetricFamily(

@@ -42,6 +42,14 @@ def failures_key(namespace):
     return key(namespace, "task-failures")
 
 
+DRAIN_TASKS = ("tasks.clicks.drain_click_buffer", "tasks.pageviews.drain_pageview_buffer")
+
+
+def drains_expired_key(namespace):
+    """How many drain runs beat sent that expired before any worker took them."""
+    return key(namespace, "metrics", "drains_expired")
+
+
 def worker_name(hostname):
     """The name the ops panel shows: unique even for two workers with one hostname."""
     return f"{hostname} (pid {os.getpid()})"
@@ -76,6 +84,14 @@ def connect_worker_signals(app):
         stop.set()
         with contextlib.suppress(Exception):  # shutting down anyway; the key expires
             redis().delete(heartbeat_of(sender))
+
+    @signals.task_revoked.connect(weak=False)
+    def count_expired_drain(request=None, expired=False, **_):
+        # Beat's drains expire after one interval (a newer one is on its way), so an
+        # expired drain means workers could not keep up: count it where it shows.
+        if expired and getattr(request, "task", None) in DRAIN_TASKS:
+            with contextlib.suppress(Exception):  # never let bookkeeping fail a worker
+                redis().incr(drains_expired_key(namespace))
 
     @signals.task_failure.connect(weak=False)
     def record_failure(sender=None, task_id=None, exception=None, **_):

@@ -50,6 +50,7 @@ def ops_context():
         "workers": lambda: ops.live_workers(client, namespace),
         "failures": lambda: ops.recent_failures(client, namespace),
         "drain": lambda: ops.drain_state(client, CLICK_BUFFER, current_app.config["CLICK_DRAIN_INTERVAL"]),
+        "drains_expired": lambda: int(client.get(ops.drains_expired_key(namespace)) or 0),
         "queues": recent_queue_depths,
         "log_files": lambda: click_log.pending_files(current_app.config["CLICK_LOG_DIR"]),
         "dead_letters": lambda: dead_letters.waiting(client),
