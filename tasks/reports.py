@@ -14,8 +14,8 @@ from webapp.extensions import db
 from webapp.models import ReportRun, utcnow
 from webapp.redis_client import worker_redis
 from webapp.reports import slow_pageviews
-from webapp.reports.coordinator import ReportKeys
 from webapp.reports.params import SlowReportParams
+from webapp.reports.report_keys import ReportKeys
 from webapp.reports.runner import run_report
 
 log = logging.getLogger(__name__)

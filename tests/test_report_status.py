@@ -19,8 +19,8 @@ from webapp.extensions import db
 from webapp.models import ReportRun, utcnow
 from webapp.pageviews import seed
 from webapp.reports import coordinator, runner, slow_pageviews
-from webapp.reports.coordinator import ReportKeys
 from webapp.reports.params import SlowReportParams
+from webapp.reports.report_keys import ReportKeys
 
 EMAIL, PASSWORD = "owner@example.com", "correct horse battery"
 STATUS_URL = "/reports/slow-pageviews/status"

@@ -20,8 +20,8 @@ from webapp.extensions import db
 from webapp.models import PageView, ReportRun, utcnow
 from webapp.pageviews import seed
 from webapp.pageviews.ingest import PAGEVIEW_BUFFER
-from webapp.reports.coordinator import ReportKeys
 from webapp.reports.params import SlowReportParams
+from webapp.reports.report_keys import ReportKeys
 
 pytestmark = pytest.mark.integration
 

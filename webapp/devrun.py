@@ -22,7 +22,9 @@ from dotenv import load_dotenv
 from flask_migrate import upgrade
 
 from webapp import PROJECT_ROOT, devstate, embedded_redis
+from webapp.cli.setup import run_setup
 from webapp.config import instance_path
+from webapp.factory import create_app
 from webapp.supervisor import Supervisor
 
 
@@ -84,9 +86,6 @@ def private_address(data_dir):
 
 
 def prepare_database():
-    from webapp import create_app
-    from webapp.cli.setup import run_setup
-
     app = create_app()
     with app.app_context():
         upgrade()

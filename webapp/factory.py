@@ -6,10 +6,24 @@ import sys
 from flask import Flask, render_template
 from flask.json.provider import DefaultJSONProvider
 
-from webapp import PROJECT_ROOT, devstate, pageviews, redirects, redis_client, templating
+from webapp import (
+    PROJECT_ROOT,
+    cli,
+    dashboard,
+    devstate,
+    health,
+    pageviews,
+    redirects,
+    redis_client,
+    templating,
+)
+from webapp.api import bp as api_bp
+from webapp.auth import views as auth_views
+from webapp.celery_app import celery_init_app
 from webapp.clicks import setup as clicks_setup
 from webapp.config import ConfigError, finish_config, instance_path, load_config
 from webapp.extensions import csrf, db, htmx, login_manager, migrate
+from webapp.reports import views as report_views
 from webapp.sessions import DashboardSessionInterface
 
 
@@ -59,8 +73,6 @@ def create_app_or_exit():
 
 
 def register_extensions(app):
-    from webapp.celery_app import celery_init_app
-
     db.init_app(app)
     csrf.init_app(app)
     htmx.init_app(app)
@@ -75,11 +87,6 @@ def register_extensions(app):
 
 
 def register_blueprints(app):
-    from webapp import dashboard, health
-    from webapp.api import bp as api_bp
-    from webapp.auth import views as auth_views
-    from webapp.reports import views as report_views
-
     app.register_blueprint(redirects.bp)
     app.register_blueprint(api_bp)
     csrf.exempt(api_bp)  # bearer tokens, not cookies: nothing for CSRF to forge
@@ -99,6 +106,4 @@ def register_errorhandlers(app):
 
 
 def register_commands(app):
-    from webapp import cli
-
     cli.init_app(app)

@@ -6,6 +6,8 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from tasks.clicks import drain_click_buffer, ship_orphaned_clicks
+from tasks.links import send_link_check
 from webapp.cli.accounts import first_admin
 from webapp.links import service
 from webapp.links.representation import link_json
@@ -73,8 +75,6 @@ def show_link_command(slug):
 @with_appcontext
 def check_link_command(slug, host):
     """Enqueue a check of the link's target (status and title, shown on its page)."""
-    from tasks.links import send_link_check
-
     link = service.get_link(slug)
     if link is None:
         raise click.ClickException(f"no link with slug '{slug}'")
@@ -93,8 +93,6 @@ def clicks():
 @with_appcontext
 def drain_command():
     """Drain the click buffer now, in this process (normally beat does this)."""
-    from tasks.clicks import drain_click_buffer
-
     click.echo(f"recorded {drain_click_buffer.run()} clicks")
 
 
@@ -102,6 +100,4 @@ def drain_command():
 @with_appcontext
 def ship_orphans_command():
     """Ship click logs left by stopped processes into the buffer now."""
-    from tasks.clicks import ship_orphaned_clicks
-
     click.echo(f"shipped {ship_orphaned_clicks.run()} clicks")

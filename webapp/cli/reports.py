@@ -9,7 +9,7 @@ from flask.cli import with_appcontext
 from webapp.extensions import db
 from webapp.models import utcnow
 from webapp.pageviews import seed as pageview_seed
-from webapp.reports import slow_pageviews
+from webapp.reports import coordinator, slow_pageviews
 from webapp.reports.params import InvalidReportParams, SlowReportParams
 
 
@@ -60,8 +60,6 @@ def slow_pageviews_command(days, min_ms, url_contains, in_process, timeout):
 
 
 def wait_for_worker_result(params, timeout):
-    from webapp.reports import coordinator
-
     deadline = time.monotonic() + timeout
     status = coordinator.request_report(params)
     if status.failed:

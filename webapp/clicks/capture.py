@@ -18,6 +18,7 @@ from kombu.exceptions import KombuError
 from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from tasks.clicks import record_link_click
 from webapp.breaker import Breaker
 from webapp.links import cache
 from webapp.redis_client import request_redis
@@ -76,8 +77,6 @@ def capture(line):
 
 def send_click_task(line):
     """Task mode: one Celery task per click; a broker failure logs the click instead."""
-    from tasks.clicks import record_link_click
-
     breaker = current_app.extensions.setdefault(
         BROKER_BREAKER, Breaker(current_app.config["REDIS_RETRY_AFTER"])
     )

@@ -8,6 +8,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import or_
 
+from tasks.links import request_link_check
 from webapp.dashboard import bp, stats
 from webapp.dashboard.home import chart_context
 from webapp.extensions import db
@@ -154,8 +155,6 @@ CHECK_MESSAGES = {
 
 @bp.post("/links/<slug>/check")
 def check_link(slug):
-    from tasks.links import request_link_check
-
     link = own_link_or_404(slug)
     try:
         outcome = request_link_check(link.id, current_user.id)

@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from flask import current_app
 from redis import RedisError
 
+from tasks.reports import compute_slow_pageviews, record_run_failure, record_run_success
 from webapp.extensions import db
-from webapp.keys import app_key
 from webapp.models import ReportRun
 from webapp.redis_client import cached_script, worker_redis
+from webapp.reports.report_keys import REPORT_NAME, ReportKeys
 
-REPORT_NAME = "slow_pageviews"
 # XFetch's beta: >1 refreshes earlier, <1 later.
 EARLY_REFRESH_BETA = 1.0
 
@@ -45,12 +45,6 @@ if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
 if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[1]) then return 1 end
 return 0
 """
-
-
-class ReportKeys:
-    def __init__(self, params):
-        for name in ("result", "fresh", "sent", "working", "lock", "progress", "error"):
-            setattr(self, name, app_key("report", REPORT_NAME, params.key, name))
 
 
 @dataclass
@@ -145,8 +139,6 @@ def claim_refresh(params, ignore_fresh):
 
 def enqueue(params):
     """Record the run and send the task with its callbacks; undo the claim if the broker fails."""
-    from tasks.reports import compute_slow_pageviews, record_run_failure, record_run_success
-
     run = ReportRun(report=REPORT_NAME, params=params.as_dict(), status="queued")
     db.session.add(run)
     db.session.commit()

@@ -16,7 +16,7 @@ from flask import current_app
 from redis.exceptions import LockError
 
 from webapp.redis_client import worker_redis
-from webapp.reports.coordinator import ReportKeys
+from webapp.reports.report_keys import ReportKeys
 
 log = logging.getLogger(__name__)
 
