@@ -13,6 +13,7 @@ from webapp.dashboard import bp, stats
 from webapp.dashboard.home import chart_context
 from webapp.extensions import db
 from webapp.links import service
+from webapp.links.access import can_see, visible_links
 from webapp.links.check_requests import PER_USER_PER_MINUTE
 from webapp.links.representation import short_url
 from webapp.links.validation import InvalidLink, normalise_slug, normalise_url
@@ -41,7 +42,7 @@ def links_list_context():
     sort = request.args.get("sort", "new")
     sort = sort if sort in SORTS else "new"
     page = max(request.args.get("page", 1, type=int) or 1, 1)
-    query = stats.visible_links(current_user).outerjoin(LinkCounter, LinkCounter.link_id == Link.id)
+    query = visible_links(current_user).outerjoin(LinkCounter, LinkCounter.link_id == Link.id)
     if search:
         pattern = contains_pattern(search)
         query = query.where(
@@ -106,7 +107,7 @@ def validate_link_form(form, require_url=True):
 
 def own_link_or_404(slug):
     link = service.get_link(slug)
-    if link is None or not (current_user.is_admin or link.owner_id == current_user.id):
+    if not can_see(current_user, link):
         abort(404)
     return link
 

@@ -11,6 +11,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from webapp.extensions import db
+from webapp.links.access import restrict_by_link, visible_links
 from webapp.models import (
     Click,
     Link,
@@ -27,21 +28,9 @@ BUCKET_LENGTH = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": t
 TABLE_DAYS = 30
 
 
-def visible_links(user):
-    """The links a user may see: all for admins, their own otherwise."""
-    query = select(Link)
-    return query if user.is_admin else query.where(Link.owner_id == user.id)
-
-
-def owner_filter(query, user, link_column):
-    if user.is_admin:
-        return query
-    return query.join(Link, Link.id == link_column).where(Link.owner_id == user.id)
-
-
 def totals(user):
     links = db.session.scalar(select(func.count()).select_from(visible_links(user).subquery()))
-    counter = owner_filter(
+    counter = restrict_by_link(
         select(
             func.coalesce(func.sum(LinkCounter.clicks), 0), func.coalesce(func.sum(LinkCounter.bot_clicks), 0)
         ),
@@ -50,7 +39,7 @@ def totals(user):
     )
     clicks, bots = db.session.execute(counter).one()
     since = bucket_start("hour", utcnow()) - timedelta(hours=23)
-    recent = owner_filter(
+    recent = restrict_by_link(
         select(func.coalesce(func.sum(LinkHourlyClicks.clicks), 0)).where(LinkHourlyClicks.hour >= since),
         user,
         LinkHourlyClicks.link_id,
@@ -76,7 +65,7 @@ def clicks_series(user, range_name, link_id=None):
     )
     if link_id is not None:
         query = query.where(LinkHourlyClicks.link_id == link_id)
-    query = owner_filter(query, user, LinkHourlyClicks.link_id).group_by(LinkHourlyClicks.hour)
+    query = restrict_by_link(query, user, LinkHourlyClicks.link_id).group_by(LinkHourlyClicks.hour)
     sums = Counter()
     for hour, clicks in db.session.execute(query):
         sums[bucket_start(bucket, hour)] += clicks
