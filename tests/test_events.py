@@ -13,15 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.strategies import HEADER_TEXT
-from webapp.clicks.events import (
-    anonymise_ip,
-    click_row,
-    client_ip,
-    encode_click,
-    is_bot,
-    new_event_id,
-    parse_trusted_proxies,
-)
+from webapp.clicks.events import anonymise_ip, click_row, encode_click, is_bot
+from webapp.client_address import client_ip, parse_trusted_proxies
+from webapp.event_ids import new_event_id
 from webapp.models import REFERRER_MAX_LENGTH, USER_AGENT_MAX_LENGTH
 
 PROXIES = parse_trusted_proxies(["10.0.0.0/8", "fd00::/8"])

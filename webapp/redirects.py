@@ -20,7 +20,8 @@ from flask import Blueprint, Response, current_app, render_template, request
 from werkzeug.urls import iri_to_uri
 
 from webapp.clicks import capture
-from webapp.clicks.events import client_ip, encode_click
+from webapp.clicks.events import encode_click
+from webapp.client_address import client_ip
 from webapp.links.service import REDIRECT_CODES
 
 log = logging.getLogger(__name__)

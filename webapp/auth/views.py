@@ -10,7 +10,7 @@ from wtforms.validators import DataRequired
 
 from webapp.auth import throttle
 from webapp.auth.users import find_user
-from webapp.clicks.events import client_ip
+from webapp.client_address import client_ip
 from webapp.extensions import db, login_manager
 from webapp.models import User
 

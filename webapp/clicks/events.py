@@ -16,12 +16,11 @@ per-click task's argument, so nothing is re-encoded on the way:
 import functools
 import ipaddress
 import math
-import os
-import random
 import re
 import time
 from datetime import datetime, timedelta
 
+from webapp.event_ids import new_event_id
 from webapp.models import REFERRER_MAX_LENGTH, USER_AGENT_MAX_LENGTH
 
 # Crawlers, link previewers and monitors. curl, wget and HTTP libraries are
@@ -32,19 +31,7 @@ BOT_USER_AGENT = re.compile(
     re.IGNORECASE,
 )
 EPOCH = datetime(1970, 1, 1)
-EVENT_ID_RANDOM = random.Random()
-os.register_at_fork(after_in_child=EVENT_ID_RANDOM.seed)
 LINE_BREAKERS = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
-
-
-def new_event_id():
-    """Time-ordered (so the unique index grows at its end) and random (so unique).
-
-    Not a secret, so a fast generator serves; a private one, seeded from the
-    OS and reseeded in every forked process, so that nothing else seeding
-    ``random`` can make two processes' ids collide.
-    """
-    return f"{time.time_ns() // 1000:013x}{EVENT_ID_RANDOM.getrandbits(48):012x}"
 
 
 def is_bot(user_agent, method):
@@ -56,41 +43,6 @@ def is_bot(user_agent, method):
 def is_bot_agent(user_agent):
     # Cached: the pattern costs microseconds and the same agents come back all day.
     return bool(user_agent and BOT_USER_AGENT.search(user_agent))
-
-
-def parse_trusted_proxies(entries):
-    """CIDRs or addresses from ``TRUSTED_PROXIES``; a bad entry fails at start-up."""
-    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
-
-
-def client_ip(remote_addr, forwarded_for, trusted_proxies):
-    """The client's address, believing ``X-Forwarded-For`` only from trusted proxies.
-
-    Walks the header from the right (the hop nearest us) past trusted proxies;
-    the first address not among them is the client. Anything unparsable stops
-    the walk, since a client can write whatever it likes on the left.
-    """
-    if not trusted_proxies or not is_trusted(remote_addr, trusted_proxies):
-        return remote_addr
-    hops = [hop.strip() for hop in (forwarded_for or "").split(",") if hop.strip()]
-    candidate = remote_addr
-    for hop in reversed(hops):
-        try:
-            ipaddress.ip_address(hop)
-        except ValueError:
-            break
-        candidate = hop
-        if not is_trusted(hop, trusted_proxies):
-            break
-    return candidate
-
-
-def is_trusted(address, trusted_proxies):
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in trusted_proxies)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -3,7 +3,7 @@ its process's click log, link cache and trusted proxies."""
 
 from webapp.clicks import buffer, drain
 from webapp.clicks.click_log import ClickLog
-from webapp.clicks.events import parse_trusted_proxies
+from webapp.client_address import parse_trusted_proxies
 from webapp.links.cache import LocalLinkCache, changes_stream
 from webapp.redis_client import BACKGROUND_CLIENT
 

@@ -7,7 +7,7 @@ from redis import RedisError
 from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.dashboard import bp, stats
 from webapp.redis_client import request_redis
-from webapp.reports.views import report_card_context
+from webapp.reports.coordinator import report_card_context
 
 # Above this many seconds behind, the dashboard says its counts are late.
 LAG_WARNING_SECONDS = 10

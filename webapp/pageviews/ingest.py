@@ -20,9 +20,9 @@ from sqlalchemy import insert
 from werkzeug.local import LocalProxy
 
 from webapp import spool, spool_files
-from webapp.clicks.events import new_event_id
 from webapp.dedup import rows_not_yet_recorded
 from webapp.drains import StreamDrain
+from webapp.event_ids import new_event_id
 from webapp.models import URL_MAX_LENGTH, PageView
 from webapp.redis_client import BACKGROUND_CLIENT
 from webapp.streams import StreamBuffer

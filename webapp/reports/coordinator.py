@@ -34,6 +34,7 @@ from tasks.reports import compute_slow_pageviews, record_run_failure, record_run
 from webapp.extensions import db
 from webapp.models import ReportRun
 from webapp.redis_client import cached_script, worker_redis
+from webapp.reports.params import SlowReportParams
 from webapp.reports.report_keys import REPORT_NAME, ReportKeys
 
 # XFetch's beta: >1 refreshes earlier, <1 later.
@@ -165,3 +166,13 @@ def forget_claim(params, message):
         pipe.execute()
     except RedisError:
         pass  # the sentinel expires by itself
+
+
+def report_card_context(source, force=False):
+    """Template variables for the status card; never raises for Redis trouble."""
+    params = SlowReportParams.parse(source)
+    try:
+        status = request_report(params, force=force)
+    except RedisError as exc:
+        return {"params": params, "status": None, "unavailable": f"Redis is unavailable: {exc}"}
+    return {"params": params, "status": status, "unavailable": None}

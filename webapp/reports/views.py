@@ -8,25 +8,14 @@ without one, so polling stops by itself.
 
 from flask import Blueprint, render_template, request
 from flask_login import login_required
-from redis import RedisError
 
 from webapp.extensions import db
 from webapp.models import ReportRun
 from webapp.reports import coordinator
-from webapp.reports.params import InvalidReportParams, SlowReportParams
+from webapp.reports.params import InvalidReportParams
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 RECENT_RUNS = 20
-
-
-def report_card_context(source, force=False):
-    """Template variables for the status card; never raises for Redis trouble."""
-    params = SlowReportParams.parse(source)
-    try:
-        status = coordinator.request_report(params, force=force)
-    except RedisError as exc:
-        return {"params": params, "status": None, "unavailable": f"Redis is unavailable: {exc}"}
-    return {"params": params, "status": status, "unavailable": None}
 
 
 def recent_runs():
@@ -39,7 +28,7 @@ def recent_runs():
 def slow_pageviews_page():
     page = "reports/slow_pageviews.html"
     try:
-        context = report_card_context(request.args)
+        context = coordinator.report_card_context(request.args)
     except InvalidReportParams as exc:
         return render_template(page, error=str(exc), runs=recent_runs(), args=request.args), 400
     return render_template(page, runs=recent_runs(), args=request.args, **context)
@@ -55,7 +44,7 @@ def runs_fragment():
 @login_required
 def slow_pageviews_status():
     try:
-        context = report_card_context(request.args, force=request.method == "POST")
+        context = coordinator.report_card_context(request.args, force=request.method == "POST")
     except InvalidReportParams as exc:
         return render_template("reports/_status_error.html", error=str(exc)), 400
     return render_template("reports/_status.html", **context)
