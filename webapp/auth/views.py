@@ -2,9 +2,10 @@
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
+from htmx_flask import make_response as htmx_response
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
@@ -35,10 +36,8 @@ def load_user(session_id):
 @login_manager.unauthorized_handler
 def unauthorized():
     """To the login page; an htmx poll gets a 401 that makes the whole page go there."""
-    if request.headers.get("HX-Request"):
-        response = make_response("", 401)
-        response.headers["HX-Redirect"] = url_for("auth.login")
-        return response
+    if request.htmx:
+        return htmx_response("", 401, redirect=url_for("auth.login"))
     return redirect(
         url_for("auth.login", next=request.full_path.rstrip("?") if request.method == "GET" else None)
     )

@@ -32,7 +32,7 @@ SORTS = {
 @bp.get("/links")
 def links_page():
     context = links_list_context()
-    if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "links-table":
+    if request.htmx and request.htmx.target == "links-table":
         return render_template("dashboard/_links_table.html", **context)
     return render_template("dashboard/links.html", form={}, errors={}, **context)
 
