@@ -690,3 +690,12 @@ def test_task_mode_with_the_broker_down_logs_the_click_for_the_batch_drain(
 def test_task_mode_queues_nothing_for_an_unknown_slug(make_app, redis_client, link):
     follow(make_app(CLICK_CAPTURE_MODE="task").test_client(), "/r/nothing-here")
     assert queued_click_tasks(redis_client) == []
+
+
+def test_the_fast_path_and_the_flask_view_answer_with_the_same_headers(app, client, link):
+    missed = follow(client)  # a cache miss: the Flask view (it fills this process's cache)
+    hit = follow(client)  # a hit: the WSGI fast path, Flask never runs
+    ignored = {"Date", "Content-Length"}
+    assert missed.status_code == hit.status_code == 302
+    assert {name for name, _ in missed.headers} - ignored == {name for name, _ in hit.headers} - ignored
+    assert missed.headers["Location"] == hit.headers["Location"]
