@@ -5,9 +5,11 @@ and the Redis clients exactly as views do.
 """
 
 from celery import Celery, Task
-from flask import Flask
+from flask import Flask, current_app
 
 from webapp.broker import use_resilient_redis_transport
+
+CELERY = "celery"
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -22,5 +24,10 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.set_default()
     # Imported by name so a worker registers every task module in tasks/.
     celery_app.autodiscover_tasks(["tasks"], related_name=None, force=True)
-    app.extensions["celery"] = celery_app
+    app.extensions[CELERY] = celery_app
     return celery_app
+
+
+def celery_of(app=None):
+    """The Celery app bound to ``app`` (the current Flask app by default)."""
+    return (app or current_app).extensions[CELERY]

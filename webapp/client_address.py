@@ -2,6 +2,8 @@
 
 import ipaddress
 
+from flask import current_app
+
 
 def parse_trusted_proxies(entries):
     """CIDRs or addresses from ``TRUSTED_PROXIES``; a bad entry fails at start-up."""
@@ -36,3 +38,11 @@ def is_trusted(address, trusted_proxies):
     except ValueError:
         return False
     return any(ip in network for network in trusted_proxies)
+
+
+TRUSTED_PROXIES = "clickboard.trusted_proxies"
+
+
+def trusted_proxies(app=None):
+    """The app's ``TRUSTED_PROXIES``, parsed once at start-up."""
+    return (app or current_app).extensions[TRUSTED_PROXIES]

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from webapp import ops, pipeline_counters, spool, spool_files
+from webapp.celery_app import celery_of
 from webapp.clicks import buffer, click_log
 from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.durable_counters import HostCounters
@@ -49,7 +50,7 @@ def check_spools():
 
 
 def check_broker():
-    celery_app = current_app.extensions["celery"]
+    celery_app = celery_of()
     with celery_app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=1, interval_start=0)  # no 2 s pause first
     return {"ok": True}

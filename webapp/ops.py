@@ -24,7 +24,7 @@ from celery import signals
 
 from webapp.config import TASK_QUEUES
 from webapp.keys import key
-from webapp.redis_client import eviction_warning
+from webapp.redis_client import eviction_warning, worker_redis
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def connect_worker_signals(app):
     """Hook the worker's lifecycle; ``app`` is the Flask app whose Redis to use."""
 
     def redis():
-        return app.extensions["clickboard.redis.worker"]
+        return worker_redis(app)
 
     namespace = app.config["CLICKBOARD_NAMESPACE"]
     stop = threading.Event()

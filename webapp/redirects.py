@@ -20,8 +20,10 @@ from flask import Blueprint, Response, current_app, render_template, request
 from werkzeug.urls import iri_to_uri
 
 from webapp.clicks import capture
+from webapp.clicks.click_log import app_click_log
 from webapp.clicks.events import encode_click
-from webapp.client_address import client_ip
+from webapp.client_address import client_ip, trusted_proxies
+from webapp.links.cache import local_link_cache
 from webapp.links.service import REDIRECT_CODES
 
 log = logging.getLogger(__name__)
@@ -57,7 +59,7 @@ def click_line(environ, link_id, app, refused=False):
     ip = client_ip(
         environ.get("REMOTE_ADDR"),
         environ.get("HTTP_X_FORWARDED_FOR"),
-        app.extensions["clickboard.trusted_proxies"],
+        trusted_proxies(app),
     )
     referrer, user_agent = environ.get("HTTP_REFERER"), environ.get("HTTP_USER_AGENT")
     return encode_click(link_id, environ["REQUEST_METHOD"], referrer, user_agent, ip, refused=refused)
@@ -101,7 +103,7 @@ class CachedRedirects:
         if entry is None:
             return self.wsgi_app(environ, start_response)
         try:
-            self.app.extensions["clickboard.click_log"].append(click_line(environ, entry.link_id, self.app))
+            app_click_log(self.app).append(click_line(environ, entry.link_id, self.app))
         except OSError:
             # Flask's view meets the same error and answers with the error page.
             log.exception("could not log a click; handing the request to Flask")
@@ -119,7 +121,7 @@ class CachedRedirects:
         slug = path[len(PREFIX) :]
         if not PLAUSIBLE_SLUG.fullmatch(slug):
             return None
-        hit, entry = self.app.extensions["clickboard.link_cache"].get(slug.lower())
+        hit, entry = local_link_cache(self.app).get(slug.lower())
         if not hit or entry is None or entry.refuses(time.time()):
             return None  # a cached "no such link" gets Flask's 404 page, a refusal its 410
         return entry

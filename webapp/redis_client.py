@@ -53,9 +53,9 @@ def request_redis():
     return current_app.extensions[REQUEST_CLIENT]
 
 
-def worker_redis():
+def worker_redis(app=None):
     """A client with generous timeouts for tasks, CLI commands and health checks."""
-    return current_app.extensions[WORKER_CLIENT]
+    return (app or current_app).extensions[WORKER_CLIENT]
 
 
 def eviction_warning(client):

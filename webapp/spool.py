@@ -226,11 +226,16 @@ class Spool:
                 self.ship_own()
 
 
+# The extension names that webapp.clicks.click_log and webapp.pageviews.ingest register
+# their spools under (those modules import this one, so it cannot import theirs).
+CLICK_LOG, PAGEVIEW_LOG = "clickboard.click_log", "clickboard.pageview_log"
+
+
 def app_spools():
     """The current app's spools by name (set up by ``webapp.clicks`` and ``webapp.pageviews``)."""
     return {
-        "click_log": current_app.extensions["clickboard.click_log"],
-        "pageview_log": current_app.extensions["clickboard.pageview_log"],
+        "click_log": current_app.extensions[CLICK_LOG],
+        "pageview_log": current_app.extensions[PAGEVIEW_LOG],
     }
 
 

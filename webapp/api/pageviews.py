@@ -2,11 +2,11 @@
 
 import logging
 
-from flask import current_app, jsonify, request
+from flask import jsonify, request
 
 from webapp.api import bp
 from webapp.auth.tokens import token_required
-from webapp.pageviews.ingest import InvalidPageView, lines_from_payload
+from webapp.pageviews.ingest import InvalidPageView, app_pageview_log, lines_from_payload
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ def ingest_pageviews():
     except InvalidPageView as exc:
         return jsonify(error=str(exc)), 400
     try:
-        current_app.extensions["clickboard.pageview_log"].append_all(lines)
+        app_pageview_log().append_all(lines)
     except OSError as exc:
         # Not accepted, so nothing is lost: the sender keeps the views and retries.
         log.error("page-view spool unwritable, answering 503: %s", exc)

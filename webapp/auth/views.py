@@ -2,7 +2,7 @@
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from htmx_flask import make_response as htmx_response
@@ -11,7 +11,7 @@ from wtforms.validators import DataRequired
 
 from webapp.auth import throttle
 from webapp.auth.users import find_user
-from webapp.client_address import client_ip
+from webapp.client_address import client_ip, trusted_proxies
 from webapp.extensions import db, login_manager
 from webapp.models import User
 
@@ -72,7 +72,7 @@ def login():
 
 def login_address():
     """The client's address, read through trusted proxies: else all would share the proxy's count."""
-    trusted = current_app.extensions["clickboard.trusted_proxies"]
+    trusted = trusted_proxies()
     return client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"), trusted)
 
 

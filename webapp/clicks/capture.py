@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tasks.clicks import record_link_click
 from webapp.breaker import Breaker
+from webapp.clicks.click_log import app_click_log
 from webapp.links import cache
 from webapp.redis_client import request_redis
 
@@ -31,7 +32,7 @@ BROKER_BREAKER = "clickboard.broker_breaker"
 
 def resolve(slug):
     """The ``LinkEntry`` of an enabled link, or None. Never raises for an outage."""
-    local = current_app.extensions["clickboard.link_cache"]
+    local = cache.local_link_cache()
     hit, entry = local.get(slug)
     if hit:
         return entry
@@ -72,7 +73,7 @@ def capture(line):
     if current_app.config["CLICK_CAPTURE_MODE"] == "task":
         send_click_task(line)
     else:
-        current_app.extensions["clickboard.click_log"].append(line)
+        app_click_log().append(line)
 
 
 def send_click_task(line):
@@ -88,4 +89,4 @@ def send_click_task(line):
         except BROKER_ERRORS as exc:
             log.warning("broker unavailable on redirect, logging the click for the drain: %s", exc)
             breaker.mark_down()
-    current_app.extensions["clickboard.click_log"].append(line)
+    app_click_log().append(line)

@@ -9,6 +9,8 @@ killed process; a machine crash can lose the last fraction of a second, as
 Redis's own ``appendfsync everysec`` can.
 """
 
+from flask import current_app
+
 from webapp import spool, spool_files
 from webapp.clicks.buffer import click_buffer
 from webapp.spool_files import SHIP_BLOCK_BYTES, kept_files, line_blocks, pending_files
@@ -46,3 +48,11 @@ def ship_orphans(directory, client, buffer=None, keep_bytes=spool.DEFAULT_KEEP_B
     shipped = spool_files.ship_orphans(directory, client, buffer, PREFIX)
     spool_files.settle_kept(directory, client, buffer, keep_bytes)
     return shipped
+
+
+CLICK_LOG = spool.CLICK_LOG
+
+
+def app_click_log(app=None):
+    """This process's click log (``app`` where there is no app context: the WSGI fast path)."""
+    return (app or current_app).extensions[CLICK_LOG]

@@ -2,9 +2,9 @@
 its process's click log, link cache and trusted proxies."""
 
 from webapp.clicks import buffer, drain
-from webapp.clicks.click_log import ClickLog
-from webapp.client_address import parse_trusted_proxies
-from webapp.links.cache import LocalLinkCache, changes_stream
+from webapp.clicks.click_log import CLICK_LOG, ClickLog
+from webapp.client_address import TRUSTED_PROXIES, parse_trusted_proxies
+from webapp.links.cache import LINK_CACHE, LocalLinkCache, changes_stream
 from webapp.redis_client import BACKGROUND_CLIENT
 
 
@@ -14,8 +14,8 @@ def init_app(app):
     click_buffer = buffer.click_buffer_for(cfg["CLICKBOARD_NAMESPACE"])
     app.extensions[buffer.EXTENSION] = click_buffer
     app.extensions[drain.EXTENSION] = drain.click_drain_for(click_buffer)
-    app.extensions["clickboard.trusted_proxies"] = parse_trusted_proxies(cfg["TRUSTED_PROXIES"])
-    app.extensions["clickboard.click_log"] = ClickLog(
+    app.extensions[TRUSTED_PROXIES] = parse_trusted_proxies(cfg["TRUSTED_PROXIES"])
+    app.extensions[CLICK_LOG] = ClickLog(
         cfg["CLICK_LOG_DIR"],
         background,
         cfg["CLICK_SHIP_INTERVAL"],
@@ -23,6 +23,6 @@ def init_app(app):
         keep_bytes=cfg["SPOOL_KEEP_MB"] << 20,
         memory_lines=cfg["CLICK_MEMORY_LINES"],
     )
-    app.extensions["clickboard.link_cache"] = LocalLinkCache(
+    app.extensions[LINK_CACHE] = LocalLinkCache(
         cfg["LINK_LOCAL_CACHE_SECONDS"], background, changes_stream(cfg["CLICKBOARD_NAMESPACE"])
     )

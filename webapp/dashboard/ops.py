@@ -10,6 +10,7 @@ import time
 from flask import current_app, render_template
 
 from webapp import ops, spool
+from webapp.celery_app import celery_of
 from webapp.clicks import click_log, dead_letters
 from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.dashboard import bp
@@ -35,7 +36,7 @@ def recent_queue_depths():
     call, and every open ops panel polls; the panel refreshes every three seconds anyway."""
     cache = current_app.extensions.setdefault("clickboard.queue_depths", {})
     if cache.get("until", 0) < time.monotonic():
-        cache["depths"] = ops.queue_depths(current_app.extensions["celery"])
+        cache["depths"] = ops.queue_depths(celery_of())
         cache["until"] = time.monotonic() + QUEUE_DEPTHS_MAX_AGE
     return cache["depths"]
 

@@ -188,7 +188,7 @@ def invalidate_links(link_ids):
 
 def invalidate(slug):
     """Forget a slug everywhere after its link changed; call after the commit."""
-    current_app.extensions["clickboard.link_cache"].evict(slug)
+    local_link_cache().evict(slug)
     try:
         pipe = worker_redis().pipeline()
         pipe.delete(cache_key(slug))
@@ -201,3 +201,11 @@ def invalidate(slug):
             slug,
             current_app.config["LINK_LOCAL_CACHE_SECONDS"],
         )
+
+
+LINK_CACHE = "clickboard.link_cache"
+
+
+def local_link_cache(app=None):
+    """This process's link cache (``app`` where there is no app context: the WSGI fast path)."""
+    return (app or current_app).extensions[LINK_CACHE]

@@ -36,6 +36,7 @@ DRAIN_EXTENSION = "clickboard.pageview_drain"
 PAGEVIEW_BUFFER = LocalProxy(lambda: current_app.extensions[BUFFER_EXTENSION])
 PAGEVIEW_DRAIN = LocalProxy(lambda: current_app.extensions[DRAIN_EXTENSION])
 PREFIX = "pageviews"
+PAGEVIEW_LOG = spool.PAGEVIEW_LOG
 
 
 class PageViewLog(spool.Spool):
@@ -164,10 +165,15 @@ def init_app(app):
     buffer = pageview_buffer_for(cfg["CLICKBOARD_NAMESPACE"])
     app.extensions[BUFFER_EXTENSION] = buffer
     app.extensions[DRAIN_EXTENSION] = StreamDrain(buffer, pageview_row, record_pageviews)
-    app.extensions["clickboard.pageview_log"] = PageViewLog(
+    app.extensions[PAGEVIEW_LOG] = PageViewLog(
         cfg["CLICK_LOG_DIR"],
         app.extensions[BACKGROUND_CLIENT],
         cfg["CLICK_SHIP_INTERVAL"],
         buffer,
         keep_bytes=cfg["SPOOL_KEEP_MB"] << 20,
     )
+
+
+def app_pageview_log():
+    """This process's page-view spool."""
+    return current_app.extensions[PAGEVIEW_LOG]
