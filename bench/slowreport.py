@@ -1,4 +1,4 @@
-"""The slow-page report over 1M and 10M seeded page views: the SQL engine vs seed 003's Python loop.
+"""The slow-page report over 1M and 10M seeded page views: the SQL engine vs a row-by-row Python loop.
 
 Per size, one database seeded by ``flask seed pageviews`` (``bench.seed``;
 reused from the seed benchmark when it made one of that size, so the 10M

@@ -6,7 +6,7 @@ slow and total counts, and the process's RSS before and at its peak.
 
 - ``engine``: ``webapp.reports.slow_pageviews.compute`` with the default
   ``SlowReportParams``, as the report task runs it.
-- ``python``: seed 003's way: stream every row of ``page_view`` (SQLAlchemy
+- ``python``: the naive way: stream every row of ``page_view`` (SQLAlchemy
   Core, ``yield_per``) and apply the three conditions in Python: the window
   ``[now - days, now)``, ``min_ms``, and ``url_contains`` case-insensitively.
 """
@@ -33,7 +33,7 @@ def engine_report(conn, params, now):
 
 
 def python_report(conn, params, now):
-    """Row by row, as seed 003's view did: every page view crosses into Python."""
+    """Row by row, the naive way: every page view crosses into Python."""
     since = now - timedelta(days=params.days)
     needle = params.url_contains.lower()
     query = select(PageView.url, PageView.created_at, PageView.response_time_ms)

@@ -1,4 +1,4 @@
-"""Click tasks: the batch drain, seed 001's per-click task, and orphaned log shipping.
+"""Click tasks: the batch drain, the per-click task (task mode), and orphaned log shipping.
 
 The logic lives in ``webapp.clicks``; these wrappers only bind it to
 Celery, the app's database and its Redis client.

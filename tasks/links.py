@@ -1,11 +1,12 @@
 """Link target checks: a quota-bound task, rate-limited per worker, with callbacks.
 
 Checking a target is an outbound HTTP request, the kind of work that is
-paid for or throttled per server (seed 002): ``LINK_CHECK_RATE_LIMIT`` is
+paid for or throttled per server: ``LINK_CHECK_RATE_LIMIT`` is
 applied per worker process by Celery, and each host's workers can be given
 their own value. A check can also be sent to one host's queue
 (``host.<name>``), e.g. the one whose address a site has allow-listed.
-The result is written by the ``link`` / ``link_error`` callbacks (seed 004).
+The result is written by the ``link`` / ``link_error`` callbacks, so the check
+itself only fetches.
 """
 
 import contextlib

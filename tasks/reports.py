@@ -1,6 +1,6 @@
 """Report tasks (``reports`` queue) and the callbacks that record each run.
 
-Seed 004's pattern: the computation is linked to a success and an error
+The computation is linked to a success and an error
 callback, and those write the ``ReportRun`` row, so the task itself stays
 about computing.
 """

@@ -1,8 +1,8 @@
 """The slow-page report engine (webapp/reports/slow_pageviews.py) and its parameters.
 
 ``compute`` runs day-by-day SQL histograms; each result here is checked
-against ``reference_report``, a plain Python pass over the rows (the way
-seed 003 computed the report), on seeded and on hand-built page views.
+against ``reference_report``, a plain Python pass over the rows (an
+independent oracle: no SQL), on seeded and on hand-built page views.
 """
 
 import math

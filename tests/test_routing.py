@@ -1,4 +1,4 @@
-"""Work spread over hosts (seed 002): host queues, shared queues, per-worker rate limits.
+"""Work spread over hosts: host queues, shared queues, per-worker rate limits.
 
 Two real workers named for two hosts consume the shared ``default`` queue
 and their own ``host.<name>`` queue. The quota-bound task is the real link

@@ -190,7 +190,7 @@ def install_queues(namespace, host_names):
         return Queue(keys.queue_name(namespace, name), exchange, routing_key=name, alias=name)
 
     queues = [queue(name, Exchange(keys.queue_name(namespace, name))) for name in TASK_QUEUES]
-    # One queue per named host (seed 002): work that must run on that server.
+    # One queue per named host: work that must run on that server (its address, its quota).
     host_exchange = Exchange(keys.queue_name(namespace, "host"), type="direct")
     return queues + [queue(f"host.{name}", host_exchange) for name in host_names]
 

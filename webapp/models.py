@@ -209,7 +209,8 @@ class PipelineCounter(db.Model):
 
 
 class PageView(db.Model):
-    """One page view reported by a site: seed 003's model, plus an event id for ingest."""
+    """One page view reported by a site: its URL, when, and how long the server took; the
+    event id makes a view delivered twice count once."""
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     url: Mapped[str] = mapped_column(String(URL_MAX_LENGTH))

@@ -4,7 +4,7 @@
 a redirect normally makes no network call at all; on a miss it asks Redis,
 then the database. ``capture`` writes the click's line to the local click
 log (``batch`` mode: the shipper moves it to Redis moments later) or sends
-one Celery task (``task`` mode, seed 001's way). Neither can fail the
+one Celery task (``task`` mode, kept to compare against). Neither can fail the
 redirect: with Redis down, resolution falls back to the database, and
 clicks wait in the log; with the broker down, task-mode clicks go to the
 log too, and reach the database through the batch drain instead.

@@ -1,6 +1,7 @@
 """Who computes the slow-page report, when, and what everyone sees meanwhile.
 
-Seed 003's last version, finished. Per parameter set there are these keys:
+A computation takes seconds to minutes, so requests never wait for one:
+they read what these Redis keys say. Per parameter set there are these keys:
 
     :result    the last good report (kept for REPORT_RETENTION_SECONDS)
     :fresh     exists while the result is fresh (REPORT_FRESH_SECONDS)

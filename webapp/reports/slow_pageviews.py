@@ -1,6 +1,7 @@
 """The slow-page report, computed in SQL one day at a time.
 
-Seed 003 iterated every page view in Python. Here the database does the
+Iterating every page view in Python would take minutes at ten million
+rows and hold them in memory. Here the database does the
 filtering and counting: for each UTC day of the window, one indexed range
 query returns that day's response-time histogram (``GROUP BY
 response_time_ms``: a few thousand rows however many views there are).
