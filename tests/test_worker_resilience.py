@@ -62,8 +62,11 @@ def test_a_worker_started_while_redis_is_full_keeps_running_and_drains_once_ther
     used = int(client.info("memory")["used_memory"])
     client.config_set("maxmemory-policy", "noeviction")
     client.config_set("maxmemory", str(used + 64 * 1024))
-    with contextlib.suppress(redis.exceptions.OutOfMemoryError):  # full already: the point
-        client.set("ballast", "x" * (128 * 1024))
+    with contextlib.suppress(redis.exceptions.OutOfMemoryError):  # fill it to the brim
+        for number in range(10_000):
+            client.set(f"ballast:{number}", "x" * 4096)
+    with pytest.raises(redis.exceptions.OutOfMemoryError):
+        client.set("one-more", "x" * 4096)  # the fault is there before the worker starts
     try:
         worker = processes.worker(queues="clicks")
         processes.beat()
