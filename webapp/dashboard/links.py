@@ -6,18 +6,18 @@ rules the API uses; a delete answers 303 to the list.
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import or_
+from sqlalchemy import or_, select
 
 from tasks.links import request_link_check
 from webapp.dashboard import bp, stats
 from webapp.dashboard.home import chart_context
 from webapp.extensions import db
 from webapp.links import service
-from webapp.links.access import can_see, visible_links
+from webapp.links.access import can_see, visible_link_ids, visible_links
 from webapp.links.check_requests import PER_USER_PER_MINUTE
 from webapp.links.representation import short_url
 from webapp.links.validation import InvalidLink, normalise_slug, normalise_url
-from webapp.models import Link, LinkCounter
+from webapp.models import Link, LinkCounter, LinkTag, utcnow
 from webapp.search import LIKE_ESCAPE, contains_pattern
 
 PAGE_SIZE = 25
@@ -49,8 +49,12 @@ def links_list_context():
             or_(
                 Link.slug.ilike(pattern, escape=LIKE_ESCAPE),
                 Link.target_url.ilike(pattern, escape=LIKE_ESCAPE),
+                Link.title.ilike(pattern, escape=LIKE_ESCAPE),
             )
         )
+    tag = request.args.get("tag", "").strip().lower()[:40]
+    if tag:
+        query = query.where(Link.id.in_(select(LinkTag.link_id).where(LinkTag.tag == tag)))
     query = query.add_columns(LinkCounter.clicks).order_by(*SORTS[sort])
     rows = db.session.execute(query.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)).all()
     return {
@@ -59,18 +63,34 @@ def links_list_context():
         "page": page,
         "q": search,
         "sort": sort,
+        "tag": tag,
+        "tags": db.session.scalars(
+            select(LinkTag.tag)
+            .where(LinkTag.link_id.in_(visible_link_ids(current_user)))
+            .distinct()
+            .order_by(LinkTag.tag)
+        ).all(),
     }
+
+
+CREATE_EXTRAS = ("title", "tags", "expires_at", "max_clicks")
 
 
 @bp.post("/links")
 def create_link():
     form = {"url": request.form.get("url", ""), "slug": request.form.get("slug", "").strip()}
+    form.update({field: request.form.get(field, "").strip() for field in CREATE_EXTRAS})
     errors = validate_link_form(form)
     if not errors:
+        extras = {field: form[field] or None for field in CREATE_EXTRAS}
         try:
-            link, created = service.create_link(form["url"], current_user, slug=form["slug"] or None)
+            link, created = service.create_link(
+                form["url"], current_user, slug=form["slug"] or None, **extras
+            )
         except service.SlugTaken as exc:
             errors["slug"] = str(exc)
+        except InvalidLink as exc:
+            errors[exc.field or "url"] = str(exc)
         else:
             flash(
                 f"Created {short_url(link.slug)}" if created else "You already had a link to that URL.", "ok"
@@ -119,6 +139,8 @@ def link_page(slug):
         "dashboard/link.html",
         link=link,
         short_url=short_url(link.slug),
+        history=service.history(link),
+        now_utc=utcnow(),
         **link_stats_context(link),
         **chart_context(link.id),
     )
@@ -142,7 +164,7 @@ def link_stats_context(link):
 @bp.post("/links/<slug>/enabled")
 def set_link_enabled(slug):
     link = own_link_or_404(slug)
-    service.set_enabled(link, request.form.get("enabled") == "1")
+    service.set_enabled(link, request.form.get("enabled") == "1", current_user)
     flash(f"{'Enabled' if link.enabled else 'Disabled'} /r/{link.slug}.", "ok")
     return redirect(url_for("dashboard.link_page", slug=link.slug), 303)
 

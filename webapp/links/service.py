@@ -66,7 +66,14 @@ def clean_fields(fields):
     unknown = set(fields) - set(FIELD_RULES)
     if unknown:
         raise InvalidLink(f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
-    return {field: FIELD_RULES[field](value) for field, value in fields.items()}
+    cleaned = {}
+    for field, value in fields.items():
+        try:
+            cleaned[field] = FIELD_RULES[field](value)
+        except InvalidLink as exc:
+            exc.field = field  # forms show the message beside that field
+            raise
+    return cleaned
 
 
 def create_link(url, owner, slug=None, **fields):

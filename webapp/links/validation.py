@@ -27,7 +27,11 @@ CONTROL_CHARACTERS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 
 
 class InvalidLink(ValueError):
-    """A target URL or slug that cannot be accepted; the message is for the user."""
+    """A target URL or slug that cannot be accepted; the message is for the user.
+
+    ``field`` names the field it is about, where the caller knows it."""
+
+    field = None
 
 
 def normalise_url(raw):
