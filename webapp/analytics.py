@@ -70,8 +70,9 @@ def series(link_ids_query, start, end, bucket):
     )
     humans, bots = Counter(), Counter()
     for hour, clicks, bot_clicks in db.session.execute(query):
-        humans[bucket_start(bucket, hour)] += clicks
-        bots[bucket_start(bucket, hour)] += bot_clicks
+        # int(): PostgreSQL sums a BIGINT column as NUMERIC, which JSON would write as text.
+        humans[bucket_start(bucket, hour)] += int(clicks)
+        bots[bucket_start(bucket, hour)] += int(bot_clicks)
     first, step = bucket_start(bucket, start), BUCKETS[bucket]
     count = int((end - first) / step) + (1 if (end - first) % step else 0)
     starts = [first + step * index for index in range(count)]

@@ -265,9 +265,26 @@ PATHS = {
     "/api/links/{slug}/clicks": {
         "parameters": [SLUG],
         "get": {
-            "summary": "The link's clicks, newest first, a page at a time",
-            "parameters": [query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}), CURSOR],
-            "responses": {"200": answer("a page of clicks", ref("ClickPage")), **errors(400, 404)},
+            "summary": "The link's clicks, newest first, a page at a time; or all of them as CSV",
+            "parameters": [
+                query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                CURSOR,
+                query(
+                    "format",
+                    {"type": "string", "enum": ["json", "csv"]},
+                    "csv: every click, oldest first, streamed",
+                ),
+            ],
+            "responses": {
+                "200": {
+                    "description": "a page of clicks (JSON), or every click (CSV)",
+                    "content": {
+                        "application/json": {"schema": ref("ClickPage")},
+                        "text/csv": {"schema": {"type": "string"}},
+                    },
+                },
+                **errors(400, 404),
+            },
         },
     },
     "/api/links/{slug}/stats": {

@@ -1,6 +1,6 @@
 """/api/stats and a link's clicks and statistics, read from the rollups (``webapp.analytics``)."""
 
-from flask import g, jsonify, request
+from flask import Response, g, jsonify, request, stream_with_context
 from sqlalchemy import func, select
 
 from webapp import analytics
@@ -10,6 +10,7 @@ from webapp.api.links import find_link
 from webapp.api.pagination import decode_cursor, encode_cursor
 from webapp.auth.tokens import token_required
 from webapp.extensions import db
+from webapp.links import export
 from webapp.links.access import visible_link_ids
 from webapp.links.representation import iso
 from webapp.models import Click, Link, LinkCounter, utcnow
@@ -18,8 +19,16 @@ from webapp.models import Click, Link, LinkCounter, utcnow
 @bp.get("/links/<slug>/clicks")
 @token_required
 def link_clicks(slug):
-    """The link's clicks, newest first, a page at a time (keyset on the click id)."""
+    """The link's clicks, newest first, a page at a time (keyset on the click id); with
+    ``?format=csv`` all of them, oldest first, streamed in constant memory."""
     link = find_link(slug)
+    if request.args.get("format", "json") == "csv":
+        rows = stream_with_context(export.clicks_csv(link.id))
+        response = Response(rows, mimetype="text/csv")
+        response.headers["Content-Disposition"] = f'attachment; filename="{link.slug}-clicks.csv"'
+        return response
+    if request.args.get("format", "json") != "json":
+        raise ApiError("format must be json or csv", details={"parameter": "format"})
     limit = query_int("limit", 100, 1, 1000)
     query = select(Click).where(Click.link_id == link.id)
     if request.args.get("cursor"):

@@ -9,9 +9,11 @@ from flask.cli import with_appcontext
 from tasks.clicks import drain_click_buffer, ship_orphaned_clicks
 from tasks.links import send_link_check
 from webapp.cli.accounts import first_admin
-from webapp.links import service
+from webapp.extensions import db
+from webapp.links import export, service
 from webapp.links.representation import link_json
 from webapp.links.validation import InvalidLink
+from webapp.models import Link
 
 
 @click.group(help="Manage short links.")
@@ -56,6 +58,19 @@ def edit_link_command(slug, new_slug, **options):
     except (InvalidLink, service.SlugTaken) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(link_json(link), indent=2))
+
+
+@links.command("export")
+@click.option(
+    "--format", "export_format", type=click.Choice(sorted(export.EXPORTS)), default="csv", show_default=True
+)
+@click.option("--output", type=click.File("w"), default="-", help="File to write (default: standard output).")
+@with_appcontext
+def export_links_command(export_format, output):
+    """Every link with its counts, as CSV or JSON."""
+    links = db.session.scalars(db.select(Link).order_by(Link.id)).all()
+    for text in export.EXPORTS[export_format](links):
+        output.write(text)
 
 
 @links.command("show")

@@ -6,15 +6,18 @@ ETag of what it showed: saving over someone else's change is refused with a
 message rather than done silently.
 """
 
-from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
 from flask_login import current_user
 
 from webapp.dashboard import bp
 from webapp.dashboard.links import own_link_or_404
-from webapp.links import bulk, service
+from webapp.extensions import db
+from webapp.links import bulk, export, service
+from webapp.links.access import visible_links
 from webapp.links.qr import FORMATS, qr_code
 from webapp.links.representation import etag, short_url
 from webapp.links.validation import InvalidLink
+from webapp.models import Link
 
 TEXT_FIELDS = ("url", "slug", "title", "tags", "expires_at", "max_clicks")
 
@@ -109,3 +112,25 @@ def bulk_create():
     except bulk.InvalidBatch as exc:
         return render_template("dashboard/bulk_results.html", results=[], error=str(exc), items=items), 400
     return render_template("dashboard/bulk_results.html", results=results, error=None, items=items)
+
+
+@bp.get("/export/links.<export_format>")
+def export_links(export_format):
+    """The user's links (an admin's: all) as CSV or JSON."""
+    if export_format not in export.EXPORTS:
+        abort(404)
+    links = db.session.scalars(visible_links(current_user).order_by(Link.id)).all()
+    response = Response(export.EXPORTS[export_format](links), mimetype=f"text/{export_format}")
+    if export_format == "json":
+        response.mimetype = "application/json"
+    response.headers["Content-Disposition"] = f'attachment; filename="clickboard-links.{export_format}"'
+    return response
+
+
+@bp.get("/links/<slug>/clicks.csv")
+def export_link_clicks(slug):
+    """Every click of the link, streamed in constant memory."""
+    link = own_link_or_404(slug)
+    response = Response(stream_with_context(export.clicks_csv(link.id)), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{link.slug}-clicks.csv"'
+    return response
