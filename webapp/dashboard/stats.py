@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from webapp.analytics import bucket_start
 from webapp.extensions import db
 from webapp.links.access import restrict_by_link, visible_links
 from webapp.models import (
@@ -45,14 +46,6 @@ def totals(user):
         LinkHourlyClicks.link_id,
     )
     return {"links": links, "clicks": clicks, "bot_clicks": bots, "clicks_24h": db.session.scalar(recent)}
-
-
-def bucket_start(bucket, moment):
-    hour = moment.replace(minute=0, second=0, microsecond=0)
-    if bucket == "hour":
-        return hour
-    day = hour.replace(hour=0)
-    return day if bucket == "day" else day - timedelta(days=day.weekday())
 
 
 def clicks_series(user, range_name, link_id=None):
