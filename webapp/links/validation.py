@@ -171,8 +171,11 @@ def validate_max_clicks(raw):
     """``max_clicks`` as stored (None for no limit), or raise ``InvalidLink``."""
     if raw is None or raw == "":
         return None
-    if isinstance(raw, str) and raw.strip().isdigit():
-        raw = int(raw.strip())  # the dashboard's field
+    if isinstance(raw, str):  # the dashboard's field
+        text = raw.strip()
+        if not (text.isascii() and text.isdigit()):  # "²" is a digit to str.isdigit, not to int()
+            raise InvalidLink("max_clicks must be a whole number or null")
+        raw = int(text) if len(text) <= 20 else MAX_CLICK_LIMIT + 1  # int() refuses very long text
     if isinstance(raw, bool) or not isinstance(raw, int):
         raise InvalidLink("max_clicks must be a whole number or null")
     if not 1 <= raw <= MAX_CLICK_LIMIT:
