@@ -249,3 +249,9 @@ def test_flask_links_edit_errors_are_one_line(runner, link, args, message):
     result = runner.invoke(args=args)
     assert result.exit_code != 0
     assert message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("typed", ["²", "9" * 5000])
+def test_a_click_limit_typed_as_odd_digits_is_a_clear_error(link, user, typed):
+    with pytest.raises(InvalidLink, match="max_clicks"):
+        service.update_link(link, {"max_clicks": typed}, user)
