@@ -22,6 +22,7 @@ from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.clicks.capture import BROKER_BREAKER
 from webapp.extensions import db
 from webapp.links import cache, service
+from webapp.redirects import answer_headers
 from webapp.redis_client import REQUEST_CLIENT, request_redis
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -692,10 +693,22 @@ def test_task_mode_queues_nothing_for_an_unknown_slug(make_app, redis_client, li
     assert queued_click_tasks(redis_client) == []
 
 
-def test_the_fast_path_and_the_flask_view_answer_with_the_same_headers(app, client, link):
+def test_the_fast_path_and_the_flask_view_answer_with_the_same_headers(app, client, link, monkeypatch):
+    flask_answers = []
+    flask_app = app.wsgi_app.wsgi_app  # what the fast path hands a request it does not answer
+    monkeypatch.setattr(app.wsgi_app, "wsgi_app", lambda *args: flask_answers.append(1) or flask_app(*args))
     missed = follow(client)  # a cache miss: the Flask view (it fills this process's cache)
-    hit = follow(client)  # a hit: the WSGI fast path, Flask never runs
+    hit = follow(client)  # a hit: the WSGI fast path
+    assert len(flask_answers) == 1, "the second redirect did not come from the fast path"
     ignored = {"Date", "Content-Length"}
     assert missed.status_code == hit.status_code == 302
     assert {name for name, _ in missed.headers} - ignored == {name for name, _ in hit.headers} - ignored
     assert missed.headers["Location"] == hit.headers["Location"]
+
+
+@pytest.mark.parametrize("slug, status", [("nothing-here", 404), ("old", 410)])
+def test_the_404_and_410_pages_carry_every_answer_header(client, user, slug, status):
+    service.create_link("https://example.com/old", user, slug="old", expires_at="2000-01-01T00:00:00Z")
+    response = follow(client, f"/r/{slug}")
+    assert response.status_code == status
+    assert [(name, response.headers.get(name)) for name, _ in answer_headers()] == answer_headers()

@@ -69,25 +69,34 @@ def redirect_code(entry, config):
     return entry.redirect_code or config["REDIRECT_STATUS_CODE"]
 
 
+def answer_headers():
+    """The headers of every answer at /r/<slug>, redirect, 404 or 410, from either door: a
+    header added here reaches the fast path and the Flask view alike."""
+    return [("Cache-Control", NO_STORE)]
+
+
 def redirect_headers(entry):
-    """Every header of a redirect, for the fast path and the Flask view alike (a header added
-    here reaches both). No body: a page saying "Redirecting..." is read by nobody."""
+    """Every header of a redirect. No body: a page saying "Redirecting..." is read by nobody."""
     target = entry.target_url
     # Paths and queries may hold non-ASCII text; a header must not.
     location = target if target.isascii() else iri_to_uri(target)
-    return [("Location", location), ("Cache-Control", NO_STORE), ("Content-Length", "0")]
+    return [("Location", location), *answer_headers(), ("Content-Length", "0")]
 
 
 def not_found(slug):
-    response = current_app.make_response((render_template("link_not_found.html", slug=slug), 404))
-    response.headers["Cache-Control"] = NO_STORE
-    return response
+    return page_answer(render_template("link_not_found.html", slug=slug), 404)
 
 
 def gone(slug):
     """An expired link, or one that reached its click limit: 410, in the site's layout."""
-    response = current_app.make_response((render_template("link_gone.html", slug=slug), 410))
-    response.headers["Cache-Control"] = NO_STORE
+    return page_answer(render_template("link_gone.html", slug=slug), 410)
+
+
+def page_answer(page, status):
+    """A 404 or 410 page (only the Flask view renders pages) with every answer's headers."""
+    response = current_app.make_response((page, status))
+    for name, value in answer_headers():
+        response.headers[name] = value
     return response
 
 
