@@ -29,6 +29,7 @@ from bench import clicks
 from bench.report import BACKENDS
 from tests.broker import purge_queues
 from webapp import create_app
+from webapp.celery_app import celery_of
 from webapp.clicks import store
 from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.clicks.drain import CLICK_DRAIN
@@ -134,7 +135,7 @@ def run_task(stack, backend, count, links=50, concurrency=2, broker_url=None, lo
     database_url = stack.fresh_database("drain-task", backend)
     app = stack.app(database_url, broker_url)
     stack.flush_redis()
-    celery = app.extensions["celery"]
+    celery = celery_of(app)
     purge_queues(celery, TASK_QUEUES)  # what an interrupted run left on RabbitMQ
     with app.app_context():
         link_ids = clicks.create_links(links, "task")

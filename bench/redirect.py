@@ -27,6 +27,7 @@ import psutil
 from bench import clicks, wrk
 from bench.cpu import CpuMeter
 from tests.broker import purge_queues
+from webapp.celery_app import celery_of
 from webapp.clicks import buffer
 from webapp.extensions import db
 from webapp.links.service import update_link
@@ -147,7 +148,7 @@ def run_one(stack, config, round_number, duration, warmup, load, checks, log):
             log("    " + checks[-1]["line"])
         if config.mode == "task":
             # No worker in this phase: count what was published, then empty the queue.
-            celery = config.app.extensions["celery"]
+            celery = celery_of(config.app)
             record["tasks_enqueued"] = queue_depths(celery)[TASK_QUEUE]
             purge_queues(celery, [TASK_QUEUE])
     return record

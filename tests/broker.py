@@ -8,9 +8,9 @@ import contextlib
 from dataclasses import dataclass
 
 from amqp.exceptions import ChannelError
-from flask import current_app
 from kombu import Queue
 
+from webapp.celery_app import celery_of
 from webapp.ops import queue_depths
 
 
@@ -22,7 +22,7 @@ class QueuedTask:
 
 
 def queue_depth(queue, celery_app=None):
-    return queue_depths(celery_app or current_app.extensions["celery"])[queue]
+    return queue_depths(celery_app or celery_of())[queue]
 
 
 def broker_name(celery_app, queue):
@@ -33,7 +33,7 @@ def broker_name(celery_app, queue):
 def queued_tasks(queue, celery_app=None):
     """The tasks waiting in ``queue`` (of the current app's broker by default), left there."""
     messages = []
-    celery_app = celery_app or current_app.extensions["celery"]
+    celery_app = celery_app or celery_of()
     with celery_app.connection_for_read() as conn:
         bound = Queue(broker_name(celery_app, queue), channel=conn.channel())
         while (message := bound.get(no_ack=False)) is not None:

@@ -10,8 +10,8 @@ A module whose tests only read may share one seeded database
 PostgreSQL database and RabbitMQ vhost (``tests/services.py``).
 
 In-process apps never ship their click logs on their own: a test ships with
-``app.extensions["clickboard.click_log"].ship_own()`` when it wants the
-stream to hold what was captured. A background shipper racing the test's
+``app_click_log(app).ship_own()`` when it wants the stream to hold what was
+captured. A background shipper racing the test's
 own shipment would make "the stream now holds N clicks" a race. Tests of
 the shipper thread itself ask for a short ``CLICK_SHIP_INTERVAL``.
 """
@@ -32,8 +32,12 @@ from tests.processes import RedisServer, WebServer, celery_beat, celery_worker, 
 from webapp import create_app
 from webapp.auth.tokens import issue_token
 from webapp.auth.users import create_user
+from webapp.celery_app import celery_of
+from webapp.clicks.click_log import app_click_log
 from webapp.config import TASK_QUEUES
 from webapp.extensions import db
+from webapp.links.cache import local_link_cache
+from webapp.pageviews.ingest import app_pageview_log
 
 # Under pytest-xdist each worker (gw0, gw1, ...) gets a database and a vhost of its own.
 XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
@@ -185,7 +189,7 @@ def app(app_env, monkeypatch):
     if TEST_BROKER_URL:
         # RabbitMQ keeps its queues between tests (Redis, the default broker, is flushed).
         purge_queues(
-            create_app({"TESTING": True, "HOST_QUEUES": ["a", "b"]}).extensions["celery"],
+            celery_of(create_app({"TESTING": True, "HOST_QUEUES": ["a", "b"]})),
             [*TASK_QUEUES, "host.a", "host.b"],
         )
     app = create_app(IN_PROCESS_CONFIG)
@@ -198,9 +202,9 @@ def app(app_env, monkeypatch):
 
 def stop_click_logs(apps):
     for stopped in apps:
-        stop_click_log(stopped.extensions["clickboard.click_log"])
-        stop_click_log(stopped.extensions["clickboard.pageview_log"])
-        stopped.extensions["clickboard.link_cache"].stop()
+        stop_click_log(app_click_log(stopped))
+        stop_click_log(app_pageview_log(stopped))
+        local_link_cache(stopped).stop()
 
 
 def stop_click_log(click_log):

@@ -12,6 +12,7 @@ import pytest
 from tests.processes import ClickLogWriter
 from webapp.clicks import click_log
 from webapp.clicks.buffer import CLICK_BUFFER
+from webapp.clicks.click_log import app_click_log
 from webapp.clicks.drain import CLICK_DRAIN
 from webapp.extensions import db
 from webapp.links import service
@@ -31,7 +32,7 @@ def redis_down_app(make_app, dead_redis_url, monkeypatch):
 
 
 def ship(app):
-    app.extensions["clickboard.click_log"].ship_own()
+    app_click_log(app).ship_own()
 
 
 def metric(client, name):
@@ -161,7 +162,7 @@ def test_buffered_counter_rises_with_each_redirect_once_shipped(app, client, use
 
 def test_buffered_counter_ignores_not_found(app, client, user):
     client.get("/r/nothing-here")
-    assert app.extensions["clickboard.click_log"].pid is None  # nothing was ever logged
+    assert app_click_log(app).pid is None  # nothing was ever logged
     assert metric(client, "clickboard_clicks_buffered_total") == 0
 
 

@@ -16,8 +16,10 @@ from flask_migrate import upgrade
 from tests.dashboard_helpers import logged_in
 from tests.processes import celery_beat, wait_for
 from webapp import create_app
+from webapp.celery_app import celery_of
 from webapp.clicks import buffer
 from webapp.clicks.buffer import CLICK_BUFFER, dead_letter_stream
+from webapp.clicks.click_log import app_click_log
 from webapp.clicks.drain import CLICK_DRAIN
 from webapp.clicks.events import encode_click
 from webapp.config import environment_namespace
@@ -70,7 +72,7 @@ def test_code_without_an_app_names_the_same_install_as_the_app(app):
 
 def test_every_redis_key_an_install_writes_carries_its_namespace(app, client, link, redis_client):
     client.get("/r/launch")
-    app.extensions["clickboard.click_log"].ship_own()
+    app_click_log(app).ship_own()
     drain(redis_client)
     client.post("/login", data={"email": "owner@example.com", "password": "wrong"})
     service.set_enabled(link, False)
@@ -82,7 +84,7 @@ def test_every_redis_key_an_install_writes_carries_its_namespace(app, client, li
 
 
 def test_celery_queues_carry_the_namespace_and_answer_to_their_short_names(app):
-    celery = app.extensions["celery"]
+    celery = celery_of(app)
     namespace = app.config["CLICKBOARD_NAMESPACE"]
     assert celery.amqp.queues["clicks"].name == f"cb.{namespace}.clicks"
     route = celery.amqp.router.route({}, "tasks.clicks.drain_click_buffer")

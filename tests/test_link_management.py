@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from webapp.clicks.click_log import app_click_log
 from webapp.clicks.drain import CLICK_DRAIN
 from webapp.extensions import db
 from webapp.links import cache, service
@@ -29,7 +30,7 @@ def visit(client, slug):
 
 
 def drain(app):
-    app.extensions["clickboard.click_log"].ship_own()
+    app_click_log(app).ship_own()
     return CLICK_DRAIN.drain(worker_redis(), db.engine, "test-drain", 5000, 20, 3600)
 
 

@@ -19,11 +19,13 @@ from tests.broker import queued_tasks
 from tests.processes import wait_for
 from webapp.clicks import click_log
 from webapp.clicks.buffer import CLICK_BUFFER
-from webapp.clicks.capture import BROKER_BREAKER
+from webapp.clicks.capture import broker_breaker
+from webapp.clicks.click_log import app_click_log
 from webapp.extensions import db
 from webapp.links import cache, service
+from webapp.links.cache import local_link_cache
 from webapp.redirects import answer_headers
-from webapp.redis_client import REQUEST_CLIENT, request_redis
+from webapp.redis_client import request_redis
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
@@ -44,7 +46,7 @@ def fields(line):
 
 def ship(app):
     """Ship the app's click log now; an app that never logged a click has none."""
-    log = app.extensions["clickboard.click_log"]
+    log = app_click_log(app)
     if log.pid is not None:
         log.ship_own()
 
@@ -212,7 +214,7 @@ def test_a_click_log_that_cannot_be_written_gets_the_error_page_not_a_bare_500(
     def disk_full(line):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(app.extensions["clickboard.click_log"], "append", disk_full)
+    monkeypatch.setattr(app_click_log(app), "append", disk_full)
     monkeypatch.setitem(app.config, "PROPAGATE_EXCEPTIONS", False)  # as in production, not TESTING
     response = follow(client)
     assert response.status_code == 500
@@ -427,7 +429,7 @@ def test_the_shipper_thread_moves_a_click_to_the_stream_by_itself(make_app, redi
 
 
 def local_cache(app):
-    return app.extensions["clickboard.link_cache"]
+    return local_link_cache(app)
 
 
 def follower_in_contact(app):
@@ -558,7 +560,7 @@ def test_link_disabled_while_redis_is_down_is_a_404(redis_down_app):
 def test_click_waits_in_the_click_log_while_redis_is_down(redis_down_app, link):
     follow(redis_down_app.test_client(), Referer="https://news.example/")
     with pytest.raises(redis.ConnectionError):
-        redis_down_app.extensions["clickboard.click_log"].ship_own()
+        app_click_log(redis_down_app).ship_own()
     (line,) = logged_lines(redis_down_app)
     click = fields(line)
     assert (click["link_id"], click["referrer"], click["user_agent"]) == (
@@ -572,7 +574,7 @@ def test_click_logged_while_redis_was_down_is_shipped_once_it_is_back(
     redis_down_app, redis_client, monkeypatch
 ):
     follow(redis_down_app.test_client())
-    log = redis_down_app.extensions["clickboard.click_log"]
+    log = app_click_log(redis_down_app)
     with pytest.raises(redis.ConnectionError):
         log.ship_own()
     (line,) = logged_lines(redis_down_app)
@@ -588,7 +590,7 @@ def test_healthz_counts_the_click_logs_waiting_while_redis_is_down(redis_down_ap
     client = redis_down_app.test_client()
     follow(client)
     with pytest.raises(redis.ConnectionError):
-        redis_down_app.extensions["clickboard.click_log"].ship_own()
+        app_click_log(redis_down_app).ship_own()
     # The live log and the file set aside for the failed shipment.
     assert client.get("/healthz").get_json()["click_log_files"] == 2
     assert click_log.pending_files(redis_down_app.config["CLICK_LOG_DIR"]) == 2
@@ -618,7 +620,7 @@ def short_lived_cache_app(make_app, link):
 def test_with_redis_failing_and_the_database_down_the_last_known_target_is_served(
     short_lived_cache_app, database_down, dead_redis_url, monkeypatch
 ):
-    guard = short_lived_cache_app.extensions[REQUEST_CLIENT]
+    guard = request_redis(short_lived_cache_app)
     monkeypatch.setattr(guard, "client", redis.Redis.from_url(dead_redis_url, socket_connect_timeout=0.2))
     response = follow(short_lived_cache_app.test_client())
     assert (response.status_code, response.headers["Location"]) == (302, TARGET)
@@ -627,7 +629,7 @@ def test_with_redis_failing_and_the_database_down_the_last_known_target_is_serve
 def test_with_redis_known_down_and_the_database_down_the_last_known_target_is_served(
     short_lived_cache_app, database_down
 ):
-    short_lived_cache_app.extensions[REQUEST_CLIENT].mark_down()
+    request_redis(short_lived_cache_app).mark_down()
     response = follow(short_lived_cache_app.test_client())
     assert (response.status_code, response.headers["Location"]) == (302, TARGET)
 
@@ -678,7 +680,7 @@ def test_task_mode_with_the_broker_down_logs_the_click_for_the_batch_drain(
     client = other.test_client()
     responses = [follow(client, Referer="https://news.example/") for _ in range(3)]
     assert [response.status_code for response in responses] == [302] * 3
-    assert not other.extensions[BROKER_BREAKER].available, "the dead broker was not marked down"
+    assert not broker_breaker(other).available, "the dead broker was not marked down"
     clicks = shipped_clicks(other, redis_client)
     assert [(click["link_id"], click["referrer"]) for click in clicks] == [
         (str(link.id), "https://news.example/")

@@ -29,13 +29,14 @@ from tests.test_outages import RedirectSender
 from webapp import spool_files
 from webapp.auth.users import create_user
 from webapp.clicks.buffer import CLICK_BUFFER
+from webapp.clicks.click_log import app_click_log
 from webapp.clicks.drain import CLICK_DRAIN
 from webapp.clicks.events import encode_click
 from webapp.durable_counters import HostCounters
 from webapp.extensions import db
 from webapp.links import service
 from webapp.models import PageView
-from webapp.pageviews.ingest import PAGEVIEW_BUFFER, spool_directory
+from webapp.pageviews.ingest import PAGEVIEW_BUFFER, app_pageview_log, spool_directory
 from webapp.redis_client import worker_redis
 
 
@@ -51,7 +52,7 @@ def drain(batch_size=5000, reclaim_idle_seconds=3600):
 
 @pytest.fixture
 def click_log(app, redis_client):
-    return app.extensions["clickboard.click_log"]
+    return app_click_log(app)
 
 
 @pytest.fixture
@@ -169,7 +170,7 @@ def test_an_evicted_stream_starts_a_new_epoch_and_its_clicks_are_shipped_again(
 def test_kept_files_beyond_the_disk_bound_are_released_oldest_first_and_counted(app, link, redis_client):
     directory = app.config["CLICK_LOG_DIR"]
     for _ in range(3):
-        log = app.extensions["clickboard.click_log"]
+        log = app_click_log(app)
         log_clicks(log, link, 50)
         log.ship_own()
     sizes = [os.path.getsize(os.path.join(directory, name)) for name in kept(directory)]
@@ -228,7 +229,7 @@ def test_posted_page_views_wait_in_the_spool_until_shipped(client, app, api_head
 
     assert client.post("/api/pageviews", json=views, headers=api_headers).status_code == 202
     assert redis_client.xlen(PAGEVIEW_BUFFER.stream) == 0
-    app.extensions["clickboard.pageview_log"].ship_own()
+    app_pageview_log(app).ship_own()
     assert redis_client.xlen(PAGEVIEW_BUFFER.stream) == 5
     assert len(kept(spool_directory(app.config["CLICK_LOG_DIR"]))) == 1
 

@@ -13,14 +13,13 @@ from datetime import datetime, time, timedelta
 from fractions import Fraction
 
 import pytest
-from flask import current_app
 from sqlalchemy import select
 
 from webapp import PROJECT_ROOT
 from webapp.extensions import db
 from webapp.models import PageView, utcnow
 from webapp.pageviews import seed
-from webapp.pageviews.ingest import PAGEVIEW_DRAIN
+from webapp.pageviews.ingest import PAGEVIEW_DRAIN, app_pageview_log
 from webapp.redis_client import worker_redis
 from webapp.reports import slow_pageviews
 from webapp.reports.params import (
@@ -261,7 +260,7 @@ def test_ingested_view_with_utc_offset_lands_on_its_utc_day(client, api_headers)
     view = {"url": "/blog/time-zones", "response_time_ms": 1500, "ts": f"{local_day}T23:30:00-02:00"}
     response = client.post("/api/pageviews", json=view, headers=api_headers)
     assert response.status_code == 202
-    current_app.extensions["clickboard.pageview_log"].ship_own()
+    app_pageview_log().ship_own()
     drained = PAGEVIEW_DRAIN.drain(
         worker_redis(), db.engine, "test-drain", batch_size=100, max_batches=1, reclaim_idle_seconds=60
     )

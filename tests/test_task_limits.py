@@ -3,10 +3,11 @@
 import os
 
 from webapp import PROJECT_ROOT
+from webapp.celery_app import celery_of
 
 
 def test_every_task_has_a_soft_and_a_hard_time_limit_under_the_visibility_timeout(app):
-    celery_app = app.extensions["celery"]
+    celery_app = celery_of(app)
     celery_app.loader.import_default_modules()
     ours = {name: task for name, task in celery_app.tasks.items() if name.startswith("tasks.")}
     assert len(ours) >= 11
@@ -17,7 +18,7 @@ def test_every_task_has_a_soft_and_a_hard_time_limit_under_the_visibility_timeou
 
 
 def test_the_link_check_limit_leaves_room_for_its_own_deadline(app):
-    task = app.extensions["celery"].tasks["tasks.links.check_link_target"]
+    task = celery_of(app).tasks["tasks.links.check_link_target"]
     assert task.soft_time_limit > app.config["LINK_CHECK_TIMEOUT"]
 
 

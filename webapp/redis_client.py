@@ -48,14 +48,19 @@ def init_app(app):
     app.extensions[BACKGROUND_CLIENT] = make_client(url, 2.0)
 
 
-def request_redis():
+def request_redis(app=None):
     """The guarded client for request handlers."""
-    return current_app.extensions[REQUEST_CLIENT]
+    return (app or current_app).extensions[REQUEST_CLIENT]
 
 
 def worker_redis(app=None):
     """A client with generous timeouts for tasks, CLI commands and health checks."""
     return (app or current_app).extensions[WORKER_CLIENT]
+
+
+def background_redis(app=None):
+    """The client of the spools' shipper threads: short timeouts, no guard."""
+    return (app or current_app).extensions[BACKGROUND_CLIENT]
 
 
 def eviction_warning(client):

@@ -78,9 +78,7 @@ def capture(line):
 
 def send_click_task(line):
     """Task mode: one Celery task per click; a broker failure logs the click instead."""
-    breaker = current_app.extensions.setdefault(
-        BROKER_BREAKER, Breaker(current_app.config["REDIS_RETRY_AFTER"])
-    )
+    breaker = broker_breaker()
     if breaker.available:
         try:
             record_link_click.apply_async(args=(line,), retry=False)
@@ -90,3 +88,9 @@ def send_click_task(line):
             log.warning("broker unavailable on redirect, logging the click for the drain: %s", exc)
             breaker.mark_down()
     app_click_log().append(line)
+
+
+def broker_breaker(app=None):
+    """Task mode's breaker for the broker: after a failed send, clicks go to the log for a while."""
+    app = app or current_app
+    return app.extensions.setdefault(BROKER_BREAKER, Breaker(app.config["REDIS_RETRY_AFTER"]))

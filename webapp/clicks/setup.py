@@ -5,12 +5,12 @@ from webapp.clicks import buffer, drain
 from webapp.clicks.click_log import CLICK_LOG, ClickLog
 from webapp.client_address import TRUSTED_PROXIES, parse_trusted_proxies
 from webapp.links.cache import LINK_CACHE, LocalLinkCache, changes_stream
-from webapp.redis_client import BACKGROUND_CLIENT
+from webapp.redis_client import background_redis
 
 
 def init_app(app):
     cfg = app.config
-    background = app.extensions[BACKGROUND_CLIENT]
+    background = background_redis(app)
     click_buffer = buffer.click_buffer_for(cfg["CLICKBOARD_NAMESPACE"])
     app.extensions[buffer.EXTENSION] = click_buffer
     app.extensions[drain.EXTENSION] = drain.click_drain_for(click_buffer)

@@ -24,7 +24,7 @@ from webapp.dedup import rows_not_yet_recorded
 from webapp.drains import StreamDrain
 from webapp.event_ids import new_event_id
 from webapp.models import URL_MAX_LENGTH, PageView
-from webapp.redis_client import BACKGROUND_CLIENT
+from webapp.redis_client import background_redis
 from webapp.streams import StreamBuffer
 
 MAX_BATCH = 1000
@@ -167,13 +167,13 @@ def init_app(app):
     app.extensions[DRAIN_EXTENSION] = StreamDrain(buffer, pageview_row, record_pageviews)
     app.extensions[PAGEVIEW_LOG] = PageViewLog(
         cfg["CLICK_LOG_DIR"],
-        app.extensions[BACKGROUND_CLIENT],
+        background_redis(app),
         cfg["CLICK_SHIP_INTERVAL"],
         buffer,
         keep_bytes=cfg["SPOOL_KEEP_MB"] << 20,
     )
 
 
-def app_pageview_log():
+def app_pageview_log(app=None):
     """This process's page-view spool."""
-    return current_app.extensions[PAGEVIEW_LOG]
+    return (app or current_app).extensions[PAGEVIEW_LOG]
