@@ -1,4 +1,4 @@
-"""``python -m bench [--only redirect|drain|seed|report|fragments] [--duration S] [--quick]``: run, print, save.
+"""``python -m bench [--only redirect|drain|seed|report|export|fragments] [--duration S] [--quick]``: run, print, save.
 
 Exits 0 whatever the figures (a MISS is a report, not a failure); non-zero
 only when something crashed, the run was interrupted, or a configured server
@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from bench import report
 
-BENCHMARKS = ("redirect", "drain", "seed", "report", "fragments")
+BENCHMARKS = ("redirect", "drain", "seed", "report", "export", "fragments")
 
 
 def parse_args(argv):
@@ -46,6 +46,9 @@ def parse_args(argv):
         help="page views for report, comma-separated (default 1000000,10000000; quick 100000,1000000)",
     )
     parser.add_argument(
+        "--export-sizes", help="clicks per exported link (default 100000,1000000; quick 10000,100000)"
+    )
+    parser.add_argument(
         "--pollers", type=int, default=100, help="wrk connections for fragments (default 100)"
     )
     parser.add_argument("--quick", action="store_true", help="short runs: a smoke test, not a measurement")
@@ -60,6 +63,8 @@ def parse_args(argv):
     args.seed_count = args.seed_count or (100_000 if quick else 1_000_000)
     sizes = args.report_sizes or ("100000,1000000" if quick else "1000000,10000000")
     args.report_sizes = [int(size.replace("_", "")) for size in sizes.split(",") if size.strip()]
+    export_sizes = args.export_sizes or ("10000,100000" if quick else "100000,1000000")
+    args.export_sizes = [int(size.replace("_", "")) for size in export_sizes.split(",") if size.strip()]
     args.fragment_pageviews = 20_000 if quick else 200_000
     args.fragment_clicks = 10_000 if quick else 100_000
     return args
@@ -96,7 +101,7 @@ def main(argv=None):
     # Ctrl-C must unwind even when started with SIGINT ignored (e.g. as a background job).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     # Imported late: importing the app is slow and --help should not wait for it.
-    from bench import drain, fragments, redirect, seed, slowreport
+    from bench import drain, export, fragments, redirect, seed, slowreport
     from bench.stack import Stack
 
     results = {"meta": meta(args)}
@@ -129,6 +134,10 @@ def main(argv=None):
             if args.only in (None, "report"):
                 results["report"] = slowreport.run(
                     stack, args.report_sizes, args.rounds, log=lambda line: print(line, flush=True)
+                )
+            if args.only in (None, "export"):
+                results["export"] = export.run(
+                    stack, args.export_sizes, log=lambda line: print(line, flush=True)
                 )
             if args.only in (None, "fragments"):
                 results["fragments"] = fragments.run(

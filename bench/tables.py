@@ -4,6 +4,8 @@ SEED_TIME_TARGET_S = 15
 SEED_RSS_TARGET_MB = 300
 REPORT_TIME_TARGETS_S = {1_000_000: 1.0, 10_000_000: 5.0}
 REPORT_RSS_TARGET_MB = 200
+# Exporting clicks in constant memory: the largest export's peak within this of the smallest's.
+EXPORT_RSS_GROWTH_TARGET_MB = 20
 FRAGMENT_P95_TARGET_MS = 25
 LOADED_RUNS = {
     "mixed": "mixed: the 4 polled URLs",
@@ -24,6 +26,23 @@ def seed_lines(result):
         f" (psutil, 50 ms samples: {result['polled_peak_rss_mb']:.0f} MB), CPU {result['cpu_s']:.1f}s,"
         f" {result['rows']:,} rows, database {result['database_mb']:.0f} MB",
     ]
+
+
+def export_lines(result):
+    lines = ["Clicks export: flask links clicks SLUG --output FILE (subprocess, SQLite), one link per size"]
+    for figures in result["exports"]:
+        lines.append(
+            f"  {figures['clicks']:>10,} clicks: wall {figures['wall_s']:.1f}s"
+            f" ({figures['clicks'] / figures['wall_s']:,.0f} rows/s), peak RSS {figures['peak_rss_mb']:.0f} MB"
+            f" (psutil: {figures['polled_peak_rss_mb']:.0f} MB), CPU {figures['cpu_s']:.1f}s, CSV {figures['csv_mb']:.0f} MB"
+        )
+    return lines
+
+
+def export_rss_growth(result):
+    """(smallest size, largest size, MB the peak grew from one to the other)."""
+    exports = sorted(result["exports"], key=lambda figures: figures["clicks"])
+    return exports[0]["clicks"], exports[-1]["clicks"], exports[-1]["peak_rss_mb"] - exports[0]["peak_rss_mb"]
 
 
 def report_lines(result):
@@ -129,6 +148,10 @@ def targets(results):
             found.append(target(name, engine["compute_s"], limit, "<=", "{:.2f}s"))
         name = f"slow-page report at {rows:,} rows peak RSS <= {REPORT_RSS_TARGET_MB} MB"
         found.append(target(name, engine["peak_rss_mb"], REPORT_RSS_TARGET_MB, "<=", "{:.0f} MB"))
+    if len(results.get("export", {}).get("exports", [])) > 1:
+        small, large, growth = export_rss_growth(results["export"])
+        name = f"clicks export peak RSS at {large:,} <= at {small:,} + {EXPORT_RSS_GROWTH_TARGET_MB} MB"
+        found.append(target(name, growth, EXPORT_RSS_GROWTH_TARGET_MB, "<=", "{:+.1f} MB"))
     for label, p95, valid in fragment_targets(results.get("fragments"), STATUS_PATH):
         found.append(target(label, p95, FRAGMENT_P95_TARGET_MS, "<=", "{:.1f} ms"))
         found[-1]["invalid"] = not valid
@@ -163,6 +186,8 @@ def checks(results):
     for size in results.get("report", {}).get("sizes", []):
         found.append((f"slow-page report at {size['rows']:,} rows: engine == python loop (slow and total views)",
                       size["same_counts"]))  # fmt: skip
+    for figures in results.get("export", {}).get("exports", []):
+        found.append((f"clicks export at {figures['clicks']:,}: one CSV row per click", figures["ok"]))
     for variant, figures in results.get("fragments", {}).get("variants", {}).items():
         runs = [*figures["runs"].get("alone", {}).values()]
         runs += [run for name, run in figures["runs"].items() if name != "alone"]

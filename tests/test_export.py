@@ -70,3 +70,20 @@ def test_the_dashboard_exports_only_the_users_links_and_their_clicks(app, link, 
     clicks = owner.get("/links/exported/clicks.csv")
     assert len(rows_of(clicks.get_data(as_text=True))) == 4
     assert owner.get("/export/links.xml").status_code == 404
+
+
+def test_flask_links_clicks_writes_every_click_of_the_link(runner, link, user, monkeypatch):
+    monkeypatch.setattr(export, "CHUNK", 4)
+    other = service.create_link("https://example.com/other", user, slug="other")[0]
+    record(link, count=9, user_agent="=HYPERLINK(1)")
+    record(other, count=3)
+    result = runner.invoke(args=["links", "clicks", "exported"])
+    assert result.exit_code == 0, result.output
+    rows = rows_of(result.output)
+    assert rows[0] == list(export.CLICK_COLUMNS) and len(rows) == 10
+    assert {row[2] for row in rows[1:]} == {"'=HYPERLINK(1)"}
+
+
+def test_flask_links_clicks_of_an_unknown_slug_is_one_line(runner):
+    result = runner.invoke(args=["links", "clicks", "nope"])
+    assert result.exit_code == 1 and "no link with slug 'nope'" in result.output

@@ -3,7 +3,7 @@
 import os
 import sys
 
-from flask import Flask, render_template
+from flask import Flask, Request, render_template
 from flask.json.provider import DefaultJSONProvider
 
 from webapp import (
@@ -23,6 +23,7 @@ from webapp.celery_app import celery_init_app
 from webapp.clicks import setup as clicks_setup
 from webapp.config import ConfigError, finish_config, instance_path, load_config
 from webapp.extensions import csrf, db, htmx, login_manager, migrate
+from webapp.links.importer import MAX_BYTES as IMPORT_MAX_BYTES
 from webapp.reports import views as report_views
 from webapp.sessions import DashboardSessionInterface
 
@@ -41,6 +42,20 @@ class JSONProvider(DefaultJSONProvider):
             raise ValueError("JSON nested too deeply") from None
 
 
+class ClickboardRequest(Request):
+    """Bodies are capped at ``MAX_CONTENT_LENGTH``, except the upload of a file to import.
+
+    The cap must be known before the body is read, which Flask-WTF's CSRF
+    check does ahead of the view; the endpoint is matched by then.
+    """
+
+    UPLOADS = {"dashboard.import_preview": IMPORT_MAX_BYTES + 64 * 1024}  # the file and the form around it
+
+    @property
+    def max_content_length(self):
+        return self.UPLOADS.get(self.endpoint) or super().max_content_length
+
+
 def create_app(test_config=None):
     instance = instance_path()
     app = Flask(
@@ -49,6 +64,7 @@ def create_app(test_config=None):
         template_folder=os.path.join(PROJECT_ROOT, "templates"),
         static_folder=os.path.join(PROJECT_ROOT, "static"),
     )
+    app.request_class = ClickboardRequest
     app.json = JSONProvider(app)
     app.session_interface = DashboardSessionInterface()
     app.config.update(load_config(devstate.environment_beside(instance, os.environ)))

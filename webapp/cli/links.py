@@ -1,4 +1,4 @@
-"""flask links create|edit|show|check and flask clicks drain|ship-orphans."""
+"""flask links create|edit|import|export|clicks|show|check and flask clicks drain|ship-orphans."""
 
 import json
 
@@ -10,10 +10,10 @@ from tasks.clicks import drain_click_buffer, ship_orphaned_clicks
 from tasks.links import send_link_check
 from webapp.cli.accounts import first_admin
 from webapp.extensions import db
-from webapp.links import export, service
+from webapp.links import export, importer, service
 from webapp.links.representation import link_json
 from webapp.links.validation import InvalidLink
-from webapp.models import Link
+from webapp.models import Link, User
 
 
 @click.group(help="Manage short links.")
@@ -60,6 +60,34 @@ def edit_link_command(slug, new_slug, **options):
     click.echo(json.dumps(link_json(link), indent=2))
 
 
+@links.command("import")
+@click.argument("file", type=click.File("rb"))
+@click.option("--dry-run", is_flag=True, help="Check every row and show what would happen; write nothing.")
+@click.option("--owner", metavar="EMAIL", help="Whose links they become (default: the first admin).")
+@with_appcontext
+def import_links_command(file, dry_run, owner):
+    """Import a CSV export of YOURLS, Shlink, Kutt, Bitly or Clickboard (told by its header)."""
+    user = (
+        first_admin()
+        if owner is None
+        else db.session.execute(db.select(User).filter_by(email=owner)).scalar()
+    )
+    if owner is not None and user is None:
+        raise click.ClickException(f"no user with email '{owner}'")
+    try:
+        plan = importer.plan_import(file.read(importer.MAX_BYTES + 1), user)
+        for row in plan.errors:
+            click.echo(f"line {row.line}: {row.error}", err=True)
+        created = plan.count("new") if dry_run else importer.commit_import(plan, user)
+    except importer.InvalidImport as exc:
+        raise click.ClickException(str(exc)) from None
+    verb = "would create" if dry_run else "created"
+    click.echo(
+        f"{plan.source.label} export, {len(plan.rows)} rows: {verb} {created}, "
+        f"{plan.count('existing')} already here, {len(plan.errors)} with errors (skipped)"
+    )
+
+
 @links.command("export")
 @click.option(
     "--format", "export_format", type=click.Choice(sorted(export.EXPORTS)), default="csv", show_default=True
@@ -70,6 +98,19 @@ def export_links_command(export_format, output):
     """Every link with its counts, as CSV or JSON."""
     links = db.session.scalars(db.select(Link).order_by(Link.id)).all()
     for text in export.EXPORTS[export_format](links):
+        output.write(text)
+
+
+@links.command("clicks")
+@click.argument("slug")
+@click.option("--output", type=click.File("w"), default="-", help="File to write (default: standard output).")
+@with_appcontext
+def export_clicks_command(slug, output):
+    """Every click of the link as CSV, oldest first, in constant memory however many."""
+    link = service.get_link(slug)
+    if link is None:
+        raise click.ClickException(f"no link with slug '{slug}'")
+    for text in export.clicks_csv(link.id):
         output.write(text)
 
 

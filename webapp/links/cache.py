@@ -188,17 +188,27 @@ def invalidate_links(link_ids):
 
 def invalidate(slug):
     """Forget a slug everywhere after its link changed; call after the commit."""
-    local_link_cache().evict(slug)
+    invalidate_many([slug])
+
+
+def invalidate_many(slugs):
+    """Forget these slugs everywhere (one round trip per thousand); call after the commit."""
+    cache = local_link_cache()
+    for slug in slugs:
+        cache.evict(slug)
+    changes = changes_stream(current_app.config["CLICKBOARD_NAMESPACE"])
     try:
-        pipe = worker_redis().pipeline()
-        pipe.delete(cache_key(slug))
-        changes = changes_stream(current_app.config["CLICKBOARD_NAMESPACE"])
-        pipe.xadd(changes, {"slug": slug}, maxlen=CHANGES_KEPT, approximate=True)
-        pipe.execute()
+        for start in range(0, len(slugs), 1000):
+            pipe = worker_redis().pipeline(transaction=False)
+            for slug in slugs[start : start + 1000]:
+                pipe.delete(cache_key(slug))
+                pipe.xadd(changes, {"slug": slug}, maxlen=CHANGES_KEPT, approximate=True)
+            pipe.execute()
     except RedisError:
         current_app.logger.warning(
-            "could not announce the change of link %r; other processes keep it for up to %ss",
-            slug,
+            "could not announce the change of %d link(s) (%r...); other processes keep them for up to %ss",
+            len(slugs),
+            slugs[0],
             current_app.config["LINK_LOCAL_CACHE_SECONDS"],
         )
 

@@ -1,8 +1,9 @@
 """Links and clicks as CSV or JSON, written a chunk at a time.
 
 A link's clicks may number millions: they are read in keyset pages of
-``CHUNK`` rows (by id, through the primary key) and written as they come,
-so memory stays flat whatever the count. Spreadsheet formula characters at
+``CHUNK`` rows (by id, through the primary key), as plain rows rather than
+ORM objects, and written as they come, so memory stays flat whatever the
+count. Spreadsheet formula characters at
 the start of a text cell are neutralised (CSV injection).
 """
 
@@ -41,32 +42,36 @@ def csv_line(values):
 
 
 def click_rows(link_id):
-    """The link's clicks, oldest first, read a chunk at a time."""
+    """The link's clicks as tuples in ``CLICK_COLUMNS`` order, oldest first, a chunk at a time."""
+    columns = (
+        Click.id,
+        Click.created_at,
+        Click.referrer,
+        Click.user_agent,
+        Click.ip_anonymised,
+        Click.is_bot,
+    )
     after = 0
     while True:
         query = (
-            select(Click).where(Click.link_id == link_id, Click.id > after).order_by(Click.id).limit(CHUNK)
+            select(*columns).where(Click.link_id == link_id, Click.id > after).order_by(Click.id).limit(CHUNK)
         )
-        chunk = db.session.scalars(query).all()
+        chunk = db.session.execute(query).all()  # plain rows: no ORM objects kept or built
         if not chunk:
             return
-        yield from chunk
-        after = chunk[-1].id
-        db.session.expunge_all()  # the session must not keep every row it has seen
+        yield chunk
+        after = chunk[-1][0]
 
 
 def clicks_csv(link_id):
     """CSV text of the link's clicks, yielded a chunk of lines at a time."""
     yield csv_line(CLICK_COLUMNS)
-    lines = []
-    for click in click_rows(link_id):
-        at = click.created_at.isoformat() + "Z"
-        lines.append(csv_line((at, click.referrer, click.user_agent, click.ip_anonymised, int(click.is_bot))))
-        if len(lines) >= CHUNK:
-            yield "".join(lines)
-            lines = []
-    if lines:
-        yield "".join(lines)
+    for chunk in click_rows(link_id):
+        out = io.StringIO()
+        writer = csv.writer(out)
+        for _, at, referrer, user_agent, ip, is_bot in chunk:
+            writer.writerow((at.isoformat() + "Z", cell(referrer), cell(user_agent), cell(ip), int(is_bot)))
+        yield out.getvalue()
 
 
 def links_csv(links):
