@@ -35,6 +35,7 @@ from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.clicks.drain import CLICK_DRAIN
 from webapp.config import TASK_QUEUES
 from webapp.extensions import db
+from webapp.keys import queue_name
 from webapp.ops import queue_depths
 from webapp.redis_client import worker_redis
 
@@ -90,6 +91,7 @@ def timed():
         (store, "rows_for_existing_links", "db_link_check"),
         (store, "insert_click_rows", "db_click_insert"),
         (store, "upsert_sums", "db_counter_upserts"),
+        (store, "dimension_rows", "db_dimension_rows"),  # agents, countries, referrers: cached parses
         (CLICK_DRAIN, "commit_rows", "db_transaction"),
         (CLICK_BUFFER, "acknowledge", "redis_ack"),
     ]
@@ -105,7 +107,7 @@ def timed():
                 delattr(owner, name)
         # The three db_ parts run inside the transaction: what is left of it is
         # BEGIN, COMMIT and record_clicks' own Python (row grouping for the upserts).
-        inside = ("db_link_check", "db_click_insert", "db_counter_upserts")
+        inside = ("db_link_check", "db_click_insert", "db_counter_upserts", "db_dimension_rows")
         totals["db_transaction"] -= sum(totals[key] for key in inside)
         totals["db_begin_commit_grouping"] = totals.pop("db_transaction")
 
@@ -152,7 +154,8 @@ def run_task(stack, backend, count, links=50, concurrency=2, broker_url=None, lo
         log(f"  queued {queued} tasks in {enqueue_s:.1f}s; worker now consumes 'clicks' ...")
         started = time.perf_counter()
         # limit=1: return on the worker's reply instead of collecting replies for the whole timeout.
-        if not celery.control.add_consumer("clicks", reply=True, timeout=10, limit=1):
+        clicks_queue = queue_name(app.config["CLICKBOARD_NAMESPACE"], "clicks")  # the install's, as the tasks'
+        if not celery.control.add_consumer(clicks_queue, reply=True, timeout=10, limit=1):
             raise RuntimeError(f"the worker did not answer add_consumer (log: {worker.log_path})")
         deadline = started + max(60.0, count / 25)
         done = 0

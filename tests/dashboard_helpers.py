@@ -5,6 +5,7 @@ the way the drain records them.
 
 import re
 import time
+from datetime import UTC
 from urllib.parse import parse_qs, urlsplit
 
 from flask.testing import FlaskClient
@@ -22,6 +23,10 @@ ADMIN_PASSWORD = "an admin's long password"
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
+IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko)"
+    " Version/17.5 Mobile/15E148 Safari/604.1"
+)
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 
 CSRF_INPUT = re.compile(r'<input[^>]*name="csrf_token"[^>]*value="([^"]+)"')
@@ -104,6 +109,11 @@ def record(link, count=1, referrer=None, user_agent=FIREFOX, at=None, method="GE
     rows = [click_row(encode_click(link.id, method, referrer, user_agent, ip, at=at)) for _ in range(count)]
     with db.engine.begin() as conn:
         return record_clicks(conn, rows, check_duplicates=False)
+
+
+def at(moment):
+    """Unix seconds of a naive UTC datetime, as ``record`` takes times."""
+    return moment.replace(tzinfo=UTC).timestamp()
 
 
 def stat(html, name):

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.dashboard_helpers import record
+from tests.dashboard_helpers import at, record
 from webapp.auth.tokens import issue_token
 from webapp.auth.users import create_user
 from webapp.links import service
@@ -247,10 +247,42 @@ def test_link_stats_give_a_series_per_bucket_and_the_tables(client, api_headers,
         "from=2030-01-02&to=2030-01-01",
         "from=2000-01-01&bucket=hour",
         "top=0",
+        "tz=Mars/Olympus",
+        "range=decade",
+        "range=custom&from=2026-03-05&to=2026-03-01",
+        "bucket=year",
     ],
 )
 def test_bad_ranges_are_400(client, api_headers, link, query):
     assert_error(client.get(f"/api/links/launch/stats?{query}", headers=api_headers), 400)
+
+
+def test_stats_in_a_time_zone_with_the_period_before_and_every_table(client, api_headers, link):
+    iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko)"
+    record(
+        link, count=2, at=at(datetime(2026, 3, 2, 3)), user_agent=iphone + " Mobile/15E148", ip="81.2.69.160"
+    )
+    record(link, count=5, at=at(datetime(2026, 2, 27, 12)))
+    query = "range=custom&from=2026-03-01&to=2026-03-03&tz=America/New_York"
+    body = client.get(f"/api/links/launch/stats?{query}", headers=api_headers).get_json()
+    assert (body["tz"], body["bucket"], body["from"]) == (
+        "America/New_York",
+        "day",
+        "2026-03-01T00:00:00-05:00",
+    )
+    # 03:00 UTC on March 2 is 22:00 on March 1 in New York.
+    assert [point["clicks"] for point in body["series"]] == [2, 0, 0]
+    assert body["series"][0]["start"] == "2026-03-01T00:00:00-05:00"
+    assert body["previous"]["clicks"] == 5 and body["previous"]["change_percent"] == -60.0
+    assert body["countries"] == [{"code": "GB", "clicks": 2}]
+    assert body["devices"] == [{"name": "mobile", "clicks": 2}]
+    assert body["os"] == [{"name": "iOS", "clicks": 2}]
+
+
+def test_a_preset_range_is_answered_in_its_zone(client, api_headers, link):
+    record(link, count=3)
+    body = client.get("/api/links/launch/stats?range=today&tz=Asia/Kolkata", headers=api_headers).get_json()
+    assert body["bucket"] == "hour" and body["range_clicks"] == 3 and body["from"].endswith("+05:30")
 
 
 def test_global_stats_total_the_callers_links(client, api_headers, link, user, other_headers):

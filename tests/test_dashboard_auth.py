@@ -567,7 +567,7 @@ def test_totals_count_only_own_links_and_clicks(owner, two_owners):
 def test_chart_of_another_users_link_shows_no_clicks(owner, two_owners):
     _, theirs = two_owners
     page = owner.get("/fragments/clicks-chart", query_string={"link": theirs.id}).text
-    assert "No clicks in this range yet." in page
+    assert "No clicks in this period." in page
 
 
 def test_admin_sees_every_link(app, admin, two_owners):

@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import IN_PROCESS_CONFIG, stop_click_logs
 from tests.dashboard_helpers import CHROME, FIREFOX, GOOGLEBOT, OWNER_EMAIL, OWNER_PASSWORD, record
 from tests.processes import WebServer, wait_for
-from tests.test_dashboard_browser import MARKER, assert_same_document, log_in, mark_document
+from tests.test_dashboard_browser import MARKER, log_in, mark_document
 from webapp import create_app
 from webapp.auth.users import create_user
 from webapp.extensions import db
@@ -119,13 +119,17 @@ def test_page_renders_without_script_errors(web, page, artifacts, path, screensh
     assert [problem for problem in problems if "favicon" not in problem] == []
 
 
-def test_chart_range_switch_replaces_the_chart_in_place(web, page):
+def test_the_period_picker_redraws_the_page_in_place_and_keeps_the_period_in_the_address(web, page):
     page.goto(web.url + "/")
-    url = mark_document(page)
-    page.click('#clicks-chart a:has-text("30 days")')
-    page.wait_for_selector('#clicks-chart a[aria-current="true"]:has-text("30 days")')
-    assert page.locator("#clicks-chart rect.bar").count() == 30
-    assert_same_document(page, url)
+    mark_document(page)
+    page.select_option('#clicks-chart select[name="range"]', "30d")
+    page.click('#clicks-chart button:has-text("Show")')
+    page.wait_for_url("**/?range=30d*")
+    wait_for(
+        lambda: page.locator("#clicks-chart rect.bar").count() == 30, timeout=20, message="30 daily bars"
+    )
+    assert page.evaluate("window.__marker") == MARKER
+    assert page.locator('#insight-tables [data-table="country"]').count() == 1
 
 
 def test_search_filters_the_list_in_place_and_updates_the_address(web, page):

@@ -20,6 +20,8 @@ from tests.dashboard_helpers import (
     CHROME,
     FIREFOX,
     GOOGLEBOT,
+    IPHONE,
+    at,
     chart_bars,
     csrf_token,
     csrf_token_in,
@@ -31,6 +33,7 @@ from tests.dashboard_helpers import (
     table_rows,
 )
 from tests.processes import wait_for
+from webapp.auth.users import create_user
 from webapp.clicks.agents import referrer_host
 from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.extensions import db
@@ -62,10 +65,6 @@ def link_count():
 
 def listed_slugs(html):
     return re.findall(r'<a href="/links/([^"/]+)">/r/', html)
-
-
-def at(moment):
-    return moment.replace(tzinfo=UTC).timestamp()
 
 
 def utcnow():
@@ -295,7 +294,13 @@ def test_dashboard_page_shows_the_same_totals(owner, link):
 
 def test_dashboard_page_has_every_live_region(owner):
     html = owner.get("/").text
-    for region in ('id="overview"', 'id="clicks-chart"', 'id="top-links"', 'id="report-card"'):
+    for region in (
+        'id="overview"',
+        'id="clicks-chart"',
+        'id="top-links"',
+        'id="insight-tables"',
+        'id="report-card"',
+    ):
         assert region in html
 
 
@@ -316,77 +321,93 @@ def chart(client, **params):
     return client.get("/fragments/clicks-chart", query_string=params).text
 
 
-def test_hour_chart_has_48_buckets_with_the_clicks_in_their_hour(owner, link):
-    clicked = time.time() - 3 * 3600
-    record(link, 3, at=clicked)
-    bars = chart_bars(chart(owner, range="hour"))
-    label = datetime.fromtimestamp(clicked, UTC).strftime("%H:00")
-    assert len(bars) == 48
-    assert [bar for bar in bars if bar[1]] == [(label, 3)]
+def test_today_has_an_hour_bucket_per_hour_so_far_with_the_clicks_in_their_hour(owner, link):
+    now = utcnow()
+    record(link, 3, at=at(now.replace(minute=1)))
+    bars = chart_bars(chart(owner, range="today"))
+    assert len(bars) == now.hour + 1
+    assert [bar for bar in bars if bar[1]] == [(now.strftime("%H:00"), 3)]
 
 
-def test_hour_chart_orders_buckets_oldest_first(owner, link):
-    now = time.time()
-    record(link, 2, at=now - 5 * 3600)
-    record(link, 1, at=now - 1 * 3600)
-    values = [value for _, value in chart_bars(chart(owner, range="hour"))]
-    assert values.index(1) - values.index(2) == 4
+def test_buckets_are_ordered_oldest_first(owner, link):
+    today = datetime.combine(utcnow().date(), datetime.min.time())
+    record(link, 2, at=at(today - timedelta(days=4, hours=-1)))
+    record(link, 1, at=at(today - timedelta(days=1, hours=-1)))
+    values = [value for _, value in chart_bars(chart(owner, range="7d"))]
+    assert values.index(1) - values.index(2) == 3
 
 
-def test_hour_chart_counts_human_clicks_only(owner, link):
+def test_chart_counts_human_clicks_only(owner, link):
     record(link, 2)
     record(link, 5, user_agent=GOOGLEBOT)
     assert sum(value for _, value in chart_bars(chart(owner))) == 2
 
 
-def test_hour_chart_leaves_out_clicks_older_than_48_hours(owner, link):
-    record(link, 1)
-    record(link, 4, at=time.time() - 50 * 3600)
-    assert sum(value for _, value in chart_bars(chart(owner, range="hour"))) == 1
-
-
-def test_day_chart_sums_the_hours_of_each_day(owner, link):
+def test_seven_days_leave_out_older_clicks_and_sum_the_hours_of_each_day(owner, link):
     day = utcnow().date() - timedelta(days=2)
-    record(link, 2, at=at(datetime.combine(day, datetime.min.time()) + timedelta(hours=1)))
-    record(link, 3, at=at(datetime.combine(day, datetime.min.time()) + timedelta(hours=20)))
-    bars = chart_bars(chart(owner, range="day"))
-    assert len(bars) == 30
-    assert [bar for bar in bars if bar[1]] == [(day.strftime("%m-%d"), 5)]
-    assert bars[-3] == (day.strftime("%m-%d"), 5)
+    midnight = datetime.combine(day, datetime.min.time())
+    record(link, 2, at=at(midnight + timedelta(hours=1)))
+    record(link, 3, at=at(midnight + timedelta(hours=20)))
+    record(link, 4, at=at(midnight - timedelta(days=6)))
+    bars = chart_bars(chart(owner, range="7d"))
+    assert len(bars) == 7
+    assert [bar for bar in bars if bar[1]] == [(day.strftime("%b %d"), 5)]
+    assert bars[-3] == (day.strftime("%b %d"), 5)
 
 
-def test_week_chart_sums_the_days_of_each_week(owner, link):
-    today = utcnow().date()
-    last_monday = today - timedelta(days=today.weekday() + 7)
-    noon = datetime.combine(last_monday, datetime.min.time()) + timedelta(hours=12)
-    record(link, 2, at=at(noon))
-    record(link, 3, at=at(noon + timedelta(days=3)))
-    bars = chart_bars(chart(owner, range="week"))
+def test_twelve_months_have_a_bucket_per_month(owner, link):
+    first_of_month = utcnow().replace(day=1, hour=12, minute=0, second=0, microsecond=0)
+    record(link, 3, at=at(first_of_month))
+    bars = chart_bars(chart(owner, range="12mo"))
     assert len(bars) == 12
-    assert [bar for bar in bars if bar[1]] == [(last_monday.strftime("%m-%d"), 5)]
-    assert bars[-2] == (last_monday.strftime("%m-%d"), 5)
+    assert bars[-1] == (first_of_month.strftime("%b %Y"), 3)
 
 
-def selected_range(html):
-    return re.search(r'aria-current="true">([^<]+)</a>', html).group(1)
+def test_a_custom_range_covers_its_dates_both_included(owner, link):
+    record(link, 2, at=at(datetime(2026, 3, 1, 0, 30)))
+    record(link, 3, at=at(datetime(2026, 3, 3, 23, 30)))
+    record(link, 7, at=at(datetime(2026, 3, 4, 0, 30)))
+    html = chart(owner, range="custom", **{"from": "2026-03-01", "to": "2026-03-03"})
+    assert chart_bars(html) == [("Mar 01", 2), ("Mar 02", 0), ("Mar 03", 3)]
+    assert 'data-range="clicks">5<' in html
 
 
-@pytest.mark.parametrize(("name", "label"), [("hour", "48 hours"), ("day", "30 days"), ("week", "12 weeks")])
-def test_chart_marks_the_selected_range(owner, name, label):
-    assert selected_range(chart(owner, range=name)) == label
+def test_the_period_before_is_shown_with_the_change(owner, link):
+    record(link, 4, at=at(datetime(2026, 3, 2, 12)))
+    record(link, 6, at=at(datetime(2026, 2, 27, 12)))  # the three days before
+    html = chart(owner, range="custom", **{"from": "2026-03-01", "to": "2026-03-03"})
+    assert 'data-range="clicks">4<' in html and 'data-range="previous">6<' in html
+    assert 'data-range="change">-33.3 %<' in html
 
 
-@pytest.mark.parametrize("name", ["year", "", "HOUR"])
-def test_unknown_chart_range_falls_back_to_hours(owner, link, name):
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [
+        ({"range": "year"}, "range must be one of"),
+        ({"range": "custom", "from": "2026-03-05", "to": "2026-03-01"}, "must not be after"),
+        ({"range": "custom", "from": "not a date"}, "from must be a date"),
+        ({"range": "custom", "from": "0001-01-01"}, "between the years"),
+    ],
+)
+def test_a_bad_period_says_why_and_shows_the_default(owner, link, params, words):
     record(link, 1)
-    html = chart(owner, range=name)
-    assert selected_range(html) == "48 hours"
-    assert len(chart_bars(html)) == 48
+    html = chart(owner, **params)
+    assert words in html and "data-period-problem" in html
+    assert 'data-period="7d"' in html and len(chart_bars(html)) == 7
 
 
-def test_chart_keeps_polling_its_own_range_and_link(owner, link):
-    html = chart(owner, range="day", link=link.id)
-    assert f'hx-get="/fragments/clicks-chart?link={link.id}&amp;range=day" hx-trigger="every' in html
+def test_days_and_hours_are_the_users_time_zone(owner, user, link):
+    user.time_zone = "America/New_York"
+    db.session.commit()
+    record(link, 2, at=at(datetime(2026, 3, 3, 3, 30)))  # 22:30 on March 2 in New York (UTC-5)
+    html = chart(owner, range="custom", **{"from": "2026-03-02", "to": "2026-03-03"})
+    assert chart_bars(html)[22] == ("22:00", 2)
+    assert "America/New_York" in html
+
+
+def test_chart_keeps_polling_its_own_period_and_link(owner, link):
+    html = chart(owner, range="30d", link=link.id)
+    assert f'hx-get="/fragments/clicks-chart?range=30d&amp;link={link.id}" hx-trigger="every' in html
 
 
 def test_live_regions_poll_at_their_own_intervals_unless_one_is_configured(app, make_app, user):
@@ -395,7 +416,7 @@ def test_live_regions_poll_at_their_own_intervals_unless_one_is_configured(app, 
     def intervals(client):
         return sorted(set(live_region.findall(client.get("/").text + client.get("/ops").text)))
 
-    assert intervals(logged_in(app)) == ["10", "3", "5"]
+    assert intervals(logged_in(app)) == ["10", "15", "3", "5"]
     assert intervals(logged_in(make_app(DASHBOARD_POLL_SECONDS=1))) == ["1"]
 
 
@@ -408,7 +429,7 @@ def test_link_chart_counts_only_that_link(owner, user, link):
 
 
 def test_chart_without_clicks_shows_the_empty_state(owner):
-    assert "No clicks in this range yet." in chart(owner)
+    assert "No clicks in this period." in chart(owner)
 
 
 # --- the link page ------------------------------------------------------------------
@@ -419,7 +440,7 @@ def test_link_page_lists_referrer_hosts_with_direct_visits(owner, link):
     record(link, 1, referrer="https://forum.example.org/t/42")
     record(link, 1)
     record(link, 3, referrer="https://spam.example/", user_agent=GOOGLEBOT)  # bots are not referrals
-    rows = table_rows(section(owner.get("/links/launch").text, "Top referrers, 30 days"))
+    rows = table_rows(section(owner.get("/links/launch").text, "Referrers"))
     assert rows == [["news.example", "2"], ["(direct)", "1"], ["forum.example.org", "1"]]
 
 
@@ -429,14 +450,43 @@ def test_link_page_separates_browsers_from_bots(owner, link):
     record(link, 4, user_agent=GOOGLEBOT)
     record(link, 1, user_agent=FIREFOX, method="HEAD")  # a HEAD request counts as a bot
     html = owner.get("/links/launch").text
-    assert table_rows(section(html, "Browsers, 30 days")) == [["Firefox", "2"], ["Chrome", "1"]]
-    assert table_rows(section(html, "Bots, 30 days")) == [["Google", "4"], ["Firefox", "1"]]
+    assert table_rows(section(html, "Browsers")) == [["Firefox", "2"], ["Chrome", "1"]]
+    assert table_rows(section(html, "Bots")) == [["Googlebot", "4"], ["Firefox", "1"]]
+
+
+def test_link_page_shows_countries_devices_and_systems(owner, link):
+    record(link, 2, user_agent=IPHONE, ip="81.2.69.160")  # a GB network
+    record(link, 1, user_agent=FIREFOX, ip="203.0.113.9")  # documentation range: no country
+    html = owner.get("/links/launch").text
+    assert table_rows(section(html, "Countries")) == [["GB", "2"], ["Unknown", "1"]]
+    assert table_rows(section(html, "Devices")) == [["mobile", "2"], ["desktop", "1"]]
+    assert table_rows(section(html, "Operating systems")) == [["iOS", "2"], ["Linux", "1"]]
 
 
 def test_link_page_without_clicks_says_so_in_each_table(owner, link):
     html = owner.get("/links/launch").text
-    for text in ("No referrers yet.", "No human clicks yet.", "No bots yet.", "No clicks yet."):
+    for text in ("No human clicks in this period.", "No bots in this period.", "No clicks yet."):
         assert text in html
+
+
+def test_every_table_and_the_chart_download_as_csv(owner, link):
+    record(link, 2, referrer="https://www.news.example/", ip="81.2.69.160")
+    record(link, 1, referrer="=cmd|' /C calc'!A0")
+    country = owner.get(f"/export/stats.csv?table=country&range=7d&link={link.id}")
+    assert country.mimetype == "text/csv" and "attachment" in country.headers["Content-Disposition"]
+    assert country.text.splitlines() == ["country,clicks", "GB,2", "Unknown,1"]
+    series = owner.get("/export/stats.csv?table=series&range=today").text.splitlines()
+    assert (
+        series[0] == "start,clicks,bot_clicks,time_zone"
+        and sum(int(row.split(",")[1]) for row in series[1:]) == 3
+    )
+    assert owner.get("/export/stats.csv?table=nope").status_code == 404
+
+
+def test_another_users_link_statistics_are_a_404(app, owner, link):
+    create_user("other@example.com", "another long password")
+    other = logged_in(app, "other@example.com", "another long password")
+    assert other.get(f"/export/stats.csv?table=country&link={link.id}").status_code == 404
 
 
 def test_link_page_shows_recent_clicks_newest_first(owner, link):
@@ -452,8 +502,8 @@ def test_link_page_shows_recent_clicks_newest_first(owner, link):
 def test_link_stats_fragment_is_the_live_region_of_the_link_page(owner, link):
     record(link, 1, referrer="https://www.news.example/")
     html = owner.get("/links/launch/stats").text
-    assert html.lstrip().startswith('<div id="link-stats" hx-get="/links/launch/stats"')
-    assert table_rows(section(html, "Top referrers, 30 days")) == [["news.example", "1"]]
+    assert html.lstrip().startswith('<div id="link-stats" hx-get="/links/launch/stats?range=7d"')
+    assert table_rows(section(html, "Referrers")) == [["news.example", "1"]]
 
 
 def test_link_page_shows_short_url_and_target(owner, link):

@@ -215,9 +215,11 @@ def test_click_line_flags_head_requests():
     assert fields(encode_click(7, "HEAD", None, FIREFOX, "203.0.113.9"))["bot"] == "1"
 
 
-def test_click_line_flags_bot_agents():
+def test_bots_are_told_by_the_drain_not_on_the_request_path():
     googlebot = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
-    assert fields(encode_click(7, "GET", None, googlebot, "203.0.113.9"))["bot"] == "1"
+    line = encode_click(7, "GET", None, googlebot, "203.0.113.9")
+    assert fields(line)["bot"] == ""  # the redirect only marks HEAD
+    assert click_row(line)["is_bot"] is True
 
 
 def test_click_line_of_a_person_has_an_empty_bot_flag():

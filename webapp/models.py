@@ -5,7 +5,7 @@ Click rows are written only by the click drain (``webapp.clicks.store``);
 so that nothing on a request path ever counts click rows.
 """
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 from flask import current_app
 from flask_login import UserMixin
@@ -13,7 +13,6 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -51,6 +50,9 @@ class User(UserMixin, db.Model):
     # Part of the id every session carries: sessions are signed cookies that
     # the server cannot delete, so ending them means changing this number.
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # IANA name (Europe/Paris): the days and hours of this user's charts. None: the
+    # browser's zone is taken at the next login.
+    time_zone: Mapped[str | None] = mapped_column(String(64))
 
     def get_id(self):
         return f"{self.id}:{self.session_epoch or 0}"
@@ -248,20 +250,19 @@ class ReportRun(db.Model):
     error: Mapped[str | None] = mapped_column(Text)
 
 
-class LinkDailyReferrers(db.Model):
-    """Clicks per link per UTC day per referring host ("" for direct): the referrers table."""
+class LinkHourlyDimension(db.Model):
+    """Clicks per link per UTC hour per value of one dimension: the link tables.
+
+    ``dimension`` is one of ``DIMENSIONS``; bots are counted under ``bot`` (by
+    name) only, people under the others, so each dimension's rows add up to the
+    link's human clicks (``bot``: its bot clicks). "" is "unknown".
+    """
 
     link_id: Mapped[int] = mapped_column(ForeignKey("link.id", ondelete="CASCADE"), primary_key=True)
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
-    referrer_host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    dimension: Mapped[str] = mapped_column(String(16), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
+    value: Mapped[str] = mapped_column(String(255), primary_key=True)
     clicks: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-class LinkDailyAgents(db.Model):
-    """Clicks per link per UTC day per browser or bot family: the user-agent tables."""
-
-    link_id: Mapped[int] = mapped_column(ForeignKey("link.id", ondelete="CASCADE"), primary_key=True)
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
-    agent: Mapped[str] = mapped_column(String(64), primary_key=True)
-    is_bot: Mapped[bool] = mapped_column(Boolean, primary_key=True)
-    clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+DIMENSIONS = ("referrer", "country", "device", "os", "browser", "bot")

@@ -67,13 +67,20 @@ LINK = {
         "created_at": {"type": "string"},
     },
 }
+BUCKET = {"type": "string", "enum": ["hour", "day", "week", "month"]}
 RANGE_STATS = {
     "from": {"type": "string"},
     "to": {"type": "string"},
-    "bucket": {"type": "string", "enum": ["hour", "day", "week"]},
+    "tz": {"type": "string"},
+    "bucket": BUCKET,
     "range_clicks": {"type": "integer"},
+    "range_bot_clicks": {"type": "integer"},
+    "previous": ref("Comparison"),
     "series": {"type": "array", "items": ref("SeriesPoint")},
     "referrers": {"type": "array", "items": ref("Ranked")},
+    "countries": {"type": "array", "items": ref("Ranked")},
+    "devices": {"type": "array", "items": ref("Ranked")},
+    "os": {"type": "array", "items": ref("Ranked")},
     "browsers": {"type": "array", "items": ref("Ranked")},
     "bots": {"type": "array", "items": ref("Ranked")},
 }
@@ -120,6 +127,20 @@ SCHEMAS = {
         },
     },
     "Ranked": {"type": "object", "properties": {"clicks": {"type": "integer"}}},
+    "Comparison": {
+        "type": "object",
+        "description": "the period just before, of the same length",
+        "properties": {
+            "from": {"type": "string"},
+            "to": {"type": "string"},
+            "clicks": {"type": "integer"},
+            "bot_clicks": {"type": "integer"},
+            "change_percent": {
+                "type": ["number", "null"],
+                "description": "null when the previous period had none",
+            },
+        },
+    },
     "LinkStats": {"type": "object", "properties": {"slug": {"type": "string"}, **RANGE_STATS}},
     "Stats": {
         "type": "object",
@@ -177,9 +198,19 @@ SCHEMAS = {
     },
 }
 RANGE_PARAMETERS = [
-    query("from", {"type": "string"}, "ISO 8601 date or date-time (UTC); default 30 days before to"),
-    query("to", {"type": "string"}, "ISO 8601 date or date-time (UTC), exclusive; default now"),
-    query("bucket", {"type": "string", "enum": ["hour", "day", "week"]}),
+    query(
+        "range",
+        {"type": "string", "enum": ["today", "7d", "30d", "month", "12mo", "custom"]},
+        "a preset period in tz (custom: from and to are dates, both included); overrides the default",
+    ),
+    query(
+        "from",
+        {"type": "string"},
+        "ISO 8601 date or date-time (in tz unless it has an offset); default 30 days before to",
+    ),
+    query("to", {"type": "string"}, "ISO 8601 date or date-time, exclusive; default now"),
+    query("tz", {"type": "string"}, "IANA time zone of days, hours and naive times (default UTC)"),
+    query("bucket", BUCKET, "default: day, or the preset's"),
     query("top", {"type": "integer", "minimum": 1, "maximum": 100}, "rows in each table"),
 ]
 
@@ -290,7 +321,7 @@ PATHS = {
     "/api/links/{slug}/stats": {
         "parameters": [SLUG],
         "get": {
-            "summary": "Clicks over time, referrers, browsers and bots over a range",
+            "summary": "Clicks over time, against the period before, and the tables (referrers, countries, devices, OS, browsers, bots)",
             "parameters": RANGE_PARAMETERS,
             "responses": {"200": answer("statistics", ref("LinkStats")), **errors(400, 404)},
         },

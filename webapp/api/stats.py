@@ -79,33 +79,56 @@ def all_stats():
     )
 
 
+# Response field → rollup dimension, for each table.
+TABLES = {"referrers": "referrer", "countries": "country", "devices": "device", "os": "os",
+          "browsers": "browser", "bots": "bot"}  # fmt: skip
+TABLE_KEYS = {"referrers": "host", "countries": "code"}  # the rest: "name"
+
+
 def range_stats(link_ids):
-    """Series, referrers and agents of ``link_ids`` over the request's ``from``/``to``/``bucket``."""
+    """Series, comparison and tables of ``link_ids`` over the request's period."""
+    args = request.args
     try:
-        start, end, bucket = analytics.parse_range(
-            request.args.get("from"), request.args.get("to"), request.args.get("bucket", "day"), utcnow()
+        period = analytics.api_period(
+            args.get("range"), args.get("from"), args.get("to"), args.get("bucket"), args.get("tz"), utcnow()
         )
-    except analytics.InvalidRange as exc:
+    except analytics.InvalidPeriod as exc:
         raise ApiError(str(exc)) from None
     limit = query_int("top", 10, 1, 100)
-    series = analytics.series(link_ids, start, end, bucket)
-    return {
-        "from": iso(start),
-        "to": iso(end),
-        "bucket": bucket,
-        "range_clicks": sum(humans for _, humans, _ in series),
-        "series": [
-            {"start": iso(moment), "clicks": humans, "bot_clicks": bots} for moment, humans, bots in series
-        ],
-        "referrers": [
-            {"host": host, "clicks": int(n)} for host, n in analytics.referrers(link_ids, start, end, limit)
-        ],
-        "browsers": [
-            {"name": name, "clicks": int(n)}
-            for name, n in analytics.agents(link_ids, start, end, False, limit)
-        ],
-        "bots": [
-            {"name": name, "clicks": int(n)}
-            for name, n in analytics.agents(link_ids, start, end, True, limit)
-        ],
+    series = analytics.series(link_ids, period)
+    compared = analytics.comparison(link_ids, period)
+    previous = period.previous()
+    tables = {
+        field: [
+            {TABLE_KEYS.get(field, "name"): value, "clicks": n}
+            for value, n in analytics.table(link_ids, period, dimension, limit)
+        ]
+        for field, dimension in TABLES.items()
     }
+    return {
+        "from": local_iso(period.start, period),
+        "to": local_iso(period.end, period),
+        "tz": period.zone.key,
+        "bucket": period.bucket,
+        "range_clicks": compared["clicks"],
+        "range_bot_clicks": compared["bot_clicks"],
+        "previous": {
+            "from": local_iso(previous.start, period),
+            "to": local_iso(previous.end, period),
+            "clicks": compared["previous_clicks"],
+            "bot_clicks": compared["previous_bot_clicks"],
+            "change_percent": compared["change_percent"],
+        },
+        "series": [
+            {"start": local_iso(moment, period), "clicks": humans, "bot_clicks": bots}
+            for moment, humans, bots in series
+        ],
+        **tables,
+    }
+
+
+def local_iso(moment, period):
+    """ISO 8601 with the zone's offset at that moment (Z in UTC), as the API writes times."""
+    if period.zone.key == "UTC":
+        return iso(moment)
+    return moment.replace(tzinfo=period.zone).isoformat()

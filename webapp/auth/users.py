@@ -1,8 +1,9 @@
-"""Creating users, and the first admin from ADMIN_EMAIL / ADMIN_PASSWORD."""
+"""Creating users, the first admin from ADMIN_EMAIL / ADMIN_PASSWORD, a new user's time zone."""
 
 import re
 import secrets
 
+from webapp import periods
 from webapp.extensions import db
 from webapp.models import User
 
@@ -44,3 +45,15 @@ def find_user(email):
     return db.session.execute(
         db.select(User).where(User.email == (email or "").strip().lower())
     ).scalar_one_or_none()
+
+
+def adopt_browser_time_zone(user, name):
+    """At login: a user without a time zone takes the browser's, if it is one we know."""
+    if user.time_zone or not name:
+        return
+    try:
+        periods.zone_named(name)
+    except periods.InvalidPeriod:
+        return
+    user.time_zone = name
+    db.session.commit()

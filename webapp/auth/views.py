@@ -10,7 +10,7 @@ from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
 from webapp.auth import throttle
-from webapp.auth.users import find_user
+from webapp.auth.users import adopt_browser_time_zone, find_user
 from webapp.client_address import client_ip, trusted_proxies
 from webapp.extensions import db, login_manager
 from webapp.models import User
@@ -63,6 +63,7 @@ def login():
         if user is not None and user.check_password(form.password.data):
             throttle.clear(keys)
             login_user(user)
+            adopt_browser_time_zone(user, request.form.get("tz", ""))
             return redirect(safe_next(request.args.get("next")))
         throttle.record_failure(keys)
         flash("Wrong email or password.", "error")

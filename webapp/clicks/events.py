@@ -7,7 +7,9 @@ per-click task's argument, so nothing is re-encoded on the way:
     event id  made here, time-ordered and unique: makes redelivery harmless
     link id
     time      Unix seconds with milliseconds
-    bot       "1" for bots and HEAD requests, "r" for a refused visit (410), else ""
+    bot       "1" for a HEAD request, "r" for a refused visit (410), else "";
+              bots by their user agent are told by the drain (``click_row``),
+              off the request path
     ip        the client's address, anonymised
     referrer  truncated, tabs and newlines blanked
     agent     the user agent, likewise
@@ -16,20 +18,13 @@ per-click task's argument, so nothing is re-encoded on the way:
 import functools
 import ipaddress
 import math
-import re
 import time
 from datetime import datetime, timedelta
 
+from webapp.clicks.agents import is_bot_agent
 from webapp.event_ids import new_event_id
 from webapp.models import REFERRER_MAX_LENGTH, USER_AGENT_MAX_LENGTH
 
-# Crawlers, link previewers and monitors. curl, wget and HTTP libraries are
-# deliberately absent: people test their links with them.
-BOT_USER_AGENT = re.compile(
-    r"bot\b|bot/|crawl|spider|slurp|facebookexternalhit|embedly|preview|whatsapp"
-    r"|pingdom|uptimerobot|statuscake|headlesschrome|lighthouse|scrapy|ahrefs|semrush",
-    re.IGNORECASE,
-)
 EPOCH = datetime(1970, 1, 1)
 LINE_BREAKERS = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
 
@@ -37,12 +32,6 @@ LINE_BREAKERS = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
 def is_bot(user_agent, method):
     """HEAD requests and known bots are recorded but not counted as human clicks."""
     return method == "HEAD" or is_bot_agent(user_agent)
-
-
-@functools.lru_cache(maxsize=4096)
-def is_bot_agent(user_agent):
-    # Cached: the pattern costs microseconds and the same agents come back all day.
-    return bool(user_agent and BOT_USER_AGENT.search(user_agent))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -71,7 +60,7 @@ def encode_click(link_id, method, referrer, user_agent, ip, at=None, refused=Fal
             new_event_id(),
             str(link_id),
             f"{time.time() if at is None else at:.3f}",
-            "r" if refused else "1" if is_bot(user_agent, method) else "",
+            "r" if refused else "1" if method == "HEAD" else "",
             anonymise_ip(ip),
             clean(referrer, REFERRER_MAX_LENGTH),
             clean(user_agent, USER_AGENT_MAX_LENGTH),
@@ -101,7 +90,7 @@ def click_row(line):
             "referrer": referrer or None,
             "user_agent": user_agent or None,
             "ip_anonymised": ip or None,
-            "is_bot": bot == "1",
+            "is_bot": bot == "1" or is_bot_agent(user_agent),
             "refused": bot == "r",
         }
     # OSError: the C library rejects some out-of-range times (e.g. -1e18).

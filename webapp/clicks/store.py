@@ -2,7 +2,7 @@
 
 ``record_clicks`` is the only writer of ``click`` and of the rollups the
 dashboard reads instead of it: ``link_counter``, ``link_hourly_clicks``,
-``link_daily_referrers`` and ``link_daily_agents``. The batch drain calls it with thousands of clicks,
+and ``link_hourly_dimension``. The batch drain calls it with thousands of clicks,
 the per-click task with one; either way it runs inside the caller's
 transaction, so rows and counters commit together or not at all.
 """
@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from webapp.clicks import dead_letters
-from webapp.clicks.agents import agent_family, referrer_host
+from webapp.clicks.agents import country, describe_agent, referrer_host
 from webapp.dedup import chunks, rows_not_yet_recorded
 from webapp.drains import AFTER_COMMIT
 from webapp.links.cache import invalidate_links
@@ -25,9 +25,8 @@ from webapp.models import (
     DeletedLink,
     Link,
     LinkCounter,
-    LinkDailyAgents,
-    LinkDailyReferrers,
     LinkHourlyClicks,
+    LinkHourlyDimension,
 )
 from webapp.upserts import upsert_sums
 
@@ -51,8 +50,9 @@ def record_clicks(conn, rows, check_duplicates):
         counters = counter_rows(clicks)
         upsert_sums(conn, LinkCounter, ["link_id"], counters, latest=["last_click_at"])
         upsert_sums(conn, LinkHourlyClicks, ["link_id", "hour"], hourly_rows(clicks))
-        upsert_sums(conn, LinkDailyReferrers, ["link_id", "day", "referrer_host"], referrer_rows(clicks))
-        upsert_sums(conn, LinkDailyAgents, ["link_id", "day", "agent", "is_bot"], agent_rows(clicks))
+        upsert_sums(
+            conn, LinkHourlyDimension, ["link_id", "dimension", "hour", "value"], dimension_rows(clicks)
+        )
         announce_exhausted_links(conn, counters)
     if len(clicks) < len(rows):
         # Refusals have no row of their own (a replayed one can count twice; see README).
@@ -176,24 +176,22 @@ def hourly_rows(rows):
     return [{"link_id": link_id, "hour": hour, **total} for (link_id, hour), total in totals.items()]
 
 
-def referrer_rows(rows):
-    totals = Counter(
-        (row["link_id"], row["created_at"].date(), referrer_host(row["referrer"]))
-        for row in rows
-        if not row["is_bot"]
-    )
+def dimension_rows(rows):
+    """Per link, hour and dimension value: people by referrer, country, device, OS and
+    browser; bots by name. Dimensions are read here, in the drain, not on the redirect."""
+    totals = Counter()
+    for row in rows:
+        key = (row["link_id"], row["created_at"].replace(minute=0, second=0, microsecond=0))
+        agent = describe_agent(row["user_agent"])
+        if row["is_bot"]:
+            totals[(*key, "bot", agent.bot or agent.browser or "Unknown bot")] += 1
+            continue
+        totals[(*key, "referrer", referrer_host(row["referrer"]))] += 1
+        totals[(*key, "country", country(row["ip_anonymised"]))] += 1
+        totals[(*key, "device", agent.device)] += 1
+        totals[(*key, "os", agent.os)] += 1
+        totals[(*key, "browser", agent.browser)] += 1
     return [
-        {"link_id": link_id, "day": day, "referrer_host": host, "clicks": count}
-        for (link_id, day, host), count in totals.items()
-    ]
-
-
-def agent_rows(rows):
-    totals = Counter(
-        (row["link_id"], row["created_at"].date(), agent_family(row["user_agent"]), row["is_bot"])
-        for row in rows
-    )
-    return [
-        {"link_id": link_id, "day": day, "agent": agent, "is_bot": is_bot, "clicks": count}
-        for (link_id, day, agent, is_bot), count in totals.items()
+        {"link_id": link_id, "hour": hour, "dimension": dimension, "value": value, "clicks": count}
+        for (link_id, hour, dimension, value), count in totals.items()
     ]

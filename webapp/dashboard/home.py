@@ -1,11 +1,11 @@
-"""The home page: totals, lag, clicks over time, top links, the report card."""
+"""The home page: totals, lag, clicks over a period, tables, top links, the report card."""
 
 from flask import render_template, request
 from flask_login import current_user
 from redis import RedisError
 
 from webapp.clicks.buffer import CLICK_BUFFER
-from webapp.dashboard import bp, stats
+from webapp.dashboard import bp, insights, stats
 from webapp.redis_client import request_redis
 from webapp.reports.coordinator import report_card_context
 
@@ -18,7 +18,7 @@ def index():
     return render_template(
         "dashboard/index.html",
         **overview_context(),
-        **chart_context(None),
+        **{**insights.chart_context(None), **insights.tables_context(None)},
         top=stats.top_links(current_user),
         **report_card_context({}),
     )
@@ -32,7 +32,12 @@ def overview_fragment():
 @bp.get("/fragments/clicks-chart")
 def clicks_chart_fragment():
     link_id = request.args.get("link", type=int)
-    return render_template("dashboard/_clicks_chart.html", **chart_context(link_id))
+    return render_template("dashboard/_clicks_chart.html", **insights.chart_context(link_id))
+
+
+@bp.get("/fragments/tables")
+def tables_fragment():
+    return render_template("dashboard/_tables.html", **insights.tables_context(None))
 
 
 @bp.get("/fragments/top-links")
@@ -42,17 +47,6 @@ def top_links_fragment():
 
 def overview_context():
     return {"totals": stats.totals(current_user), "lag": click_lag(), "lag_warning": LAG_WARNING_SECONDS}
-
-
-def chart_context(link_id):
-    range_name = request.args.get("range", "hour")
-    if range_name not in stats.RANGES:
-        range_name = "hour"
-    return {
-        "chart_range": range_name,
-        "chart_link": link_id,
-        "series": stats.clicks_series(current_user, range_name, link_id),
-    }
 
 
 def click_lag():

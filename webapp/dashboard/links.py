@@ -9,8 +9,7 @@ from flask_login import current_user
 from sqlalchemy import or_, select
 
 from tasks.links import request_link_check
-from webapp.dashboard import bp, stats
-from webapp.dashboard.home import chart_context
+from webapp.dashboard import bp, insights, stats
 from webapp.extensions import db
 from webapp.links import service
 from webapp.links.access import can_see, visible_link_ids, visible_links
@@ -141,8 +140,7 @@ def link_page(slug):
         short_url=short_url(link.slug),
         history=service.history(link),
         now_utc=utcnow(),
-        **link_stats_context(link),
-        **chart_context(link.id),
+        **{**link_stats_context(link), **insights.chart_context(link.id)},
     )
 
 
@@ -153,12 +151,7 @@ def link_stats_fragment(slug):
 
 
 def link_stats_context(link):
-    return {
-        "referrers": stats.top_referrers(link.id),
-        "browsers": stats.agent_families(link.id, bots=False),
-        "bots": stats.agent_families(link.id, bots=True),
-        "recent": stats.recent_clicks(link.id),
-    }
+    return {**insights.tables_context(link.id), "recent": stats.recent_clicks(link.id)}
 
 
 @bp.post("/links/<slug>/enabled")

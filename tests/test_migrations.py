@@ -1,0 +1,76 @@
+"""Migrations that move data keep it: the daily referrer and agent rollups become hourly
+dimension rows (0009) and come back on downgrade, on SQLite and on PostgreSQL."""
+
+import pytest
+from flask_migrate import downgrade, upgrade
+from sqlalchemy import create_engine, make_url, text
+
+from tests import services
+from tests.conftest import TEST_DATABASE_URL, reset_postgres_schema
+from webapp import create_app
+from webapp.extensions import db
+
+BEFORE = "0008_link_management"
+BACKENDS = [
+    "sqlite",
+    pytest.param("postgresql", marks=pytest.mark.postgres),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def scratch_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'migrations.sqlite3'}"
+    if not TEST_DATABASE_URL:
+        pytest.skip("TEST_DATABASE_URL is not set: the PostgreSQL migration runs in the second CI pass")
+    url = make_url(TEST_DATABASE_URL).set(database=make_url(TEST_DATABASE_URL).database + "_migrations")
+    url = url.render_as_string(hide_password=False)
+    services.ensure_database(url)
+    reset_postgres_schema(url)
+    return url
+
+
+def run_sql(url, *statements):
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        rows = [
+            conn.execute(text(statement)).all()
+            if statement.startswith("SELECT")
+            else conn.execute(text(statement))
+            for statement in statements
+        ]
+    engine.dispose()
+    return rows[-1]
+
+
+def test_daily_rollups_become_hourly_dimension_rows_and_come_back(scratch_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLICKBOARD_INSTANCE_PATH", str(tmp_path))
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": scratch_url})
+    with app.app_context():
+        upgrade(revision=BEFORE)
+        run_sql(
+            scratch_url,
+            "INSERT INTO link (id, slug, target_url, enabled, created_at, updated_at)"
+            " VALUES (1, 'kept', 'https://example.com/', true, '2026-03-01 00:00:00', '2026-03-01 00:00:00')",
+            "INSERT INTO link_daily_referrers (link_id, day, referrer_host, clicks) VALUES (1, '2026-03-01', 'news.example', 4)",
+            "INSERT INTO link_daily_agents (link_id, day, agent, is_bot, clicks) VALUES (1, '2026-03-01', 'Firefox', false, 3)",
+            "INSERT INTO link_daily_agents (link_id, day, agent, is_bot, clicks) VALUES (1, '2026-03-02', 'Google', true, 2)",
+        )
+        upgrade()
+        moved = run_sql(
+            scratch_url, "SELECT dimension, value, clicks, hour FROM link_hourly_dimension ORDER BY dimension"
+        )
+        assert [(dimension, value, clicks) for dimension, value, clicks, _ in moved] == [
+            ("bot", "Google", 2), ("browser", "Firefox", 3), ("referrer", "news.example", 4),
+        ]  # fmt: skip
+        assert str(moved[2][3]).startswith("2026-03-01 00:00:00")
+        downgrade(revision=BEFORE)
+        back = run_sql(scratch_url, "SELECT agent, is_bot, clicks FROM link_daily_agents ORDER BY agent")
+        assert [(agent, bool(is_bot), clicks) for agent, is_bot, clicks in back] == [
+            ("Firefox", False, 3),
+            ("Google", True, 2),
+        ]
+        assert run_sql(scratch_url, "SELECT referrer_host, clicks FROM link_daily_referrers") == [
+            ("news.example", 4)
+        ]
+        db.engine.dispose()
