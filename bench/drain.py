@@ -154,7 +154,9 @@ def run_task(stack, backend, count, links=50, concurrency=2, broker_url=None, lo
         log(f"  queued {queued} tasks in {enqueue_s:.1f}s; worker now consumes 'clicks' ...")
         started = time.perf_counter()
         # limit=1: return on the worker's reply instead of collecting replies for the whole timeout.
-        clicks_queue = queue_name(app.config["CLICKBOARD_NAMESPACE"], "clicks")  # the install's, as the tasks'
+        clicks_queue = queue_name(
+            app.config["CLICKBOARD_NAMESPACE"], "clicks"
+        )  # the install's, as the tasks'
         if not celery.control.add_consumer(clicks_queue, reply=True, timeout=10, limit=1):
             raise RuntimeError(f"the worker did not answer add_consumer (log: {worker.log_path})")
         deadline = started + max(60.0, count / 25)
