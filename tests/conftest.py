@@ -28,6 +28,7 @@ from tests import browser as chromium
 from tests import services
 from tests.broker import purge_queues
 from tests.browser import artifacts, browser  # noqa: F401  (fixtures for the browser tests)
+from tests.dashboard_helpers import ADMIN_EMAIL, ADMIN_PASSWORD, logged_in
 from tests.processes import RedisServer, WebServer, celery_beat, celery_worker, refusing_port
 from webapp import create_app
 from webapp.auth.tokens import issue_token
@@ -234,6 +235,25 @@ def user(app):
 @pytest.fixture
 def api_headers(user):
     _, plaintext = issue_token(user, "tests")
+    return {"Authorization": f"Bearer {plaintext}"}
+
+
+@pytest.fixture
+def admin_user(app):
+    return create_user(ADMIN_EMAIL, ADMIN_PASSWORD, is_admin=True)
+
+
+@pytest.fixture
+def operator(admin_user, app):
+    """An admin, logged in: the ops panel is theirs only."""
+    return logged_in(app, ADMIN_EMAIL, ADMIN_PASSWORD)
+
+
+@pytest.fixture
+def admin_headers(app):
+    """An admin's API token: what a monitoring system uses to see /healthz in detail."""
+    admin = create_user("monitor@example.com", "a monitoring password", is_admin=True)
+    _, plaintext = issue_token(admin, "monitoring")
     return {"Authorization": f"Bearer {plaintext}"}
 
 

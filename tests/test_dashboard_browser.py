@@ -13,7 +13,7 @@ to ``test-artifacts/``. The read-only pages are in ``test_dashboard_browser_page
 import pytest
 import requests
 
-from tests.dashboard_helpers import OWNER_EMAIL, OWNER_PASSWORD
+from tests.dashboard_helpers import ADMIN_EMAIL, ADMIN_PASSWORD, OWNER_EMAIL, OWNER_PASSWORD
 from webapp.links import service
 
 # Skipped, saying why, where Chromium is missing; a failure under CI=true (tests/conftest.py).
@@ -55,10 +55,10 @@ def web(app, user, processes):
     return processes.web(workers=2, DASHBOARD_POLL_SECONDS=POLL_SECONDS)
 
 
-def log_in(page, web):
+def log_in(page, web, email=OWNER_EMAIL, password=OWNER_PASSWORD):
     page.goto(web.url + "/login")
-    page.fill('input[name="email"]', OWNER_EMAIL)
-    page.fill('input[name="password"]', OWNER_PASSWORD)
+    page.fill('input[name="email"]', email)
+    page.fill('input[name="password"]', password)
     with page.expect_navigation():
         page.click('button[type="submit"]')
     assert not page.url.startswith(web.url + "/login"), "login failed"
@@ -161,9 +161,9 @@ def test_top_links_update_without_navigation(app, user, web, processes, page):
     assert_same_document(page, url)
 
 
-def test_ops_panel_shows_a_live_worker_then_notices_it_stopped(web, processes, page, artifacts):
+def test_ops_panel_shows_a_live_worker_then_notices_it_stopped(web, processes, page, artifacts, admin_user):
     worker = processes.worker()
-    log_in(page, web)
+    log_in(page, web, ADMIN_EMAIL, ADMIN_PASSWORD)
     page.goto(web.url + "/ops")
     page.locator("tr[data-worker]").first.wait_for(timeout=45_000)
     assert page.locator("tr[data-worker]").first.get_attribute("data-worker").startswith("worker@")

@@ -17,6 +17,8 @@ from markupsafe import escape
 from sqlalchemy import func, select
 
 from tests.dashboard_helpers import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
     CHROME,
     FIREFOX,
     GOOGLEBOT,
@@ -410,14 +412,21 @@ def test_chart_keeps_polling_its_own_period_and_link(owner, link):
     assert f'hx-get="/fragments/clicks-chart?range=30d&amp;link={link.id}" hx-trigger="every' in html
 
 
-def test_live_regions_poll_at_their_own_intervals_unless_one_is_configured(app, make_app, user):
+def test_live_regions_poll_at_their_own_intervals_unless_one_is_configured(app, make_app, admin_user):
     live_region = re.compile(r'hx-trigger="every (\d+)s [^"]*" hx-target="this" hx-swap="outerHTML"')
 
     def intervals(client):
         return sorted(set(live_region.findall(client.get("/").text + client.get("/ops").text)))
 
-    assert intervals(logged_in(app)) == ["10", "15", "3", "5"]
-    assert intervals(logged_in(make_app(DASHBOARD_POLL_SECONDS=1))) == ["1"]
+    assert intervals(logged_in(app, ADMIN_EMAIL, ADMIN_PASSWORD)) == ["10", "15", "3", "5"]
+    assert intervals(logged_in(make_app(DASHBOARD_POLL_SECONDS=1), ADMIN_EMAIL, ADMIN_PASSWORD)) == ["1"]
+
+
+def test_the_ops_panel_is_for_admins_only(owner, operator):
+    for path in ("/ops", "/fragments/ops"):
+        assert owner.get(path).status_code == 404
+        assert operator.get(path).status_code == 200
+    assert 'href="/ops"' not in owner.get("/").text and 'href="/ops"' in operator.get("/").text
 
 
 def test_link_chart_counts_only_that_link(owner, user, link):
@@ -515,8 +524,8 @@ def test_link_page_shows_short_url_and_target(owner, link):
 # --- the ops panel ---------------------------------------------------------------------
 
 
-def test_ops_panel_without_a_worker_says_no_worker_is_alive(owner):
-    response = owner.get("/ops")
+def test_ops_panel_without_a_worker_says_no_worker_is_alive(owner, operator):
+    response = operator.get("/ops")
     assert response.status_code == 200
     assert "No worker is alive" in response.text
     assert "data-worker=" not in response.text
@@ -532,39 +541,39 @@ def write_heartbeat(redis_client, name="worker@ops-host", seen_ago=2, up_for=600
     redis_client.set(heartbeat_key(namespace(), name), json.dumps(state), ex=HEARTBEAT_TTL)
 
 
-def test_ops_panel_shows_a_worker_from_its_heartbeat(owner, redis_client):
+def test_ops_panel_shows_a_worker_from_its_heartbeat(owner, redis_client, operator):
     write_heartbeat(redis_client)
     redis_client.set(CLICK_BUFFER.last_drain_key, f"{time.time():.3f}")
-    html = owner.get("/fragments/ops").text
+    html = operator.get("/fragments/ops").text
     rows = table_rows(section(html, "Workers"))
     assert rows == [["worker@ops-host", "clicks, default", "just now", "10 min ago"]]
     assert 'data-worker="worker@ops-host"' in html
     assert "No worker is alive" not in html
 
 
-def test_ops_panel_says_no_worker_is_alive_when_one_beats_but_no_drain_runs(owner, redis_client):
+def test_ops_panel_says_no_worker_is_alive_when_one_beats_but_no_drain_runs(owner, redis_client, operator):
     # The same rule as /healthz (ops.drain_state): a worker that does not drain counts for nothing.
     write_heartbeat(redis_client)
-    assert "No worker is alive: no drain has run yet" in owner.get("/fragments/ops").text
+    assert "No worker is alive: no drain has run yet" in operator.get("/fragments/ops").text
 
 
-def test_ops_panel_lists_each_live_worker(owner, redis_client):
+def test_ops_panel_lists_each_live_worker(owner, redis_client, operator):
     write_heartbeat(redis_client, "worker@b")
     write_heartbeat(redis_client, "worker@a")
-    html = owner.get("/fragments/ops").text
+    html = operator.get("/fragments/ops").text
     assert re.findall(r'data-worker="([^"]+)"', html) == ["worker@a", "worker@b"]
 
 
-def test_ops_panel_forgets_a_worker_whose_heartbeat_expired(owner, redis_client):
+def test_ops_panel_forgets_a_worker_whose_heartbeat_expired(owner, redis_client, operator):
     write_heartbeat(redis_client)
     redis_client.pexpire(heartbeat_key(namespace(), "worker@ops-host"), 1)
     wait_for(
         lambda: not redis_client.exists(heartbeat_key(namespace(), "worker@ops-host")), 5, 0.01, "the expiry"
     )
-    assert "No worker is alive" in owner.get("/fragments/ops").text
+    assert "No worker is alive" in operator.get("/fragments/ops").text
 
 
-def test_ops_panel_shows_a_recorded_task_failure(owner, redis_client):
+def test_ops_panel_shows_a_recorded_task_failure(owner, redis_client, operator):
     failure = {
         "task": "tasks.clicks.drain_click_buffer",
         "id": "f00d",
@@ -572,19 +581,19 @@ def test_ops_panel_shows_a_recorded_task_failure(owner, redis_client):
         "at": time.time() - 90,
     }
     redis_client.lpush(failures_key(namespace()), json.dumps(failure))
-    rows = table_rows(section(owner.get("/ops").text, "Recent task failures"))
+    rows = table_rows(section(operator.get("/ops").text, "Recent task failures"))
     assert rows == [["1 min ago", "tasks.clicks.drain_click_buffer", "OperationalError: database is locked"]]
 
 
-def test_ops_panel_without_failures_says_none(owner):
-    assert '<p class="muted">None.</p>' in section(owner.get("/ops").text, "Recent task failures")
+def test_ops_panel_without_failures_says_none(owner, operator):
+    assert '<p class="muted">None.</p>' in section(operator.get("/ops").text, "Recent task failures")
 
 
-def test_ops_panel_shows_queue_depths_from_the_broker(owner, app):
+def test_ops_panel_shows_queue_depths_from_the_broker(owner, app, operator):
     from tasks.clicks import drain_click_buffer
 
     drain_click_buffer.apply_async()  # queued; no worker takes it
-    figures = section(owner.get("/ops").text, "Queues")
+    figures = section(operator.get("/ops").text, "Queues")
     assert "<dt>clicks</dt><dd>1</dd>" in figures
     assert "<dt>reports</dt><dd>0</dd>" in figures
 
@@ -594,9 +603,9 @@ def dead_broker(monkeypatch, url):
     monkeypatch.setenv("CELERY_BROKER_URL", url)
 
 
-def test_ops_panel_renders_when_the_broker_is_dead(make_app, monkeypatch, user, dead_redis_url):
+def test_ops_panel_renders_when_the_broker_is_dead(make_app, monkeypatch, admin_user, dead_redis_url):
     dead_broker(monkeypatch, dead_redis_url)
-    client = logged_in(make_app(CELERY_BROKER_URL=dead_redis_url))
+    client = logged_in(make_app(CELERY_BROKER_URL=dead_redis_url), ADMIN_EMAIL, ADMIN_PASSWORD)
     response = client.get("/ops")
     assert response.status_code == 200
     assert "Could not read queues:" in response.text
@@ -604,9 +613,11 @@ def test_ops_panel_renders_when_the_broker_is_dead(make_app, monkeypatch, user, 
     assert "No worker is alive" in response.text  # Redis itself still answers
 
 
-def test_ops_panel_renders_when_redis_is_dead(make_app, monkeypatch, user, dead_redis_url):
+def test_ops_panel_renders_when_redis_is_dead(make_app, monkeypatch, admin_user, dead_redis_url):
     dead_broker(monkeypatch, dead_redis_url)
-    client = logged_in(make_app(REDIS_URL=dead_redis_url, CELERY_BROKER_URL=dead_redis_url))
+    client = logged_in(
+        make_app(REDIS_URL=dead_redis_url, CELERY_BROKER_URL=dead_redis_url), ADMIN_EMAIL, ADMIN_PASSWORD
+    )
     response = client.get("/fragments/ops")
     assert response.status_code == 200
     for name in ("clicks", "workers", "failures", "queues"):
@@ -636,9 +647,9 @@ def test_no_lag_banner_when_the_waiting_clicks_are_fresh(owner, redis_client):
     assert "behind" not in owner.get("/fragments/overview").text
 
 
-def test_ops_panel_shows_the_click_backlog(owner, redis_client):
+def test_ops_panel_shows_the_click_backlog(owner, redis_client, operator):
     redis_client.xadd(CLICK_BUFFER.stream, {"c": "waiting"}, id="1000-0")
-    html = owner.get("/fragments/ops").text
+    html = operator.get("/fragments/ops").text
     assert '<dd data-ops="click-backlog">1</dd>' in html
     lag = float(re.search(r'data-ops="click-lag">([\d.]+) s<', html).group(1))
     assert lag > time.time() - 1001
@@ -784,10 +795,10 @@ def test_token_name_is_escaped(owner):
     assert_escaped(owner.get("/tokens").text, str(escape(SCRIPT + ATTRIBUTE)))
 
 
-def test_task_failure_text_is_escaped_on_the_ops_panel(owner, redis_client):
+def test_task_failure_text_is_escaped_on_the_ops_panel(owner, redis_client, operator):
     failure = {"task": SCRIPT, "id": "x", "error": f"ValueError: {ATTRIBUTE}", "at": time.time()}
     redis_client.lpush(failures_key(namespace()), json.dumps(failure))
-    assert_escaped(owner.get("/fragments/ops").text, str(escape(SCRIPT)), str(escape(ATTRIBUTE)))
+    assert_escaped(operator.get("/fragments/ops").text, str(escape(SCRIPT)), str(escape(ATTRIBUTE)))
 
 
 def test_every_form_on_a_page_carries_the_csrf_token(owner, link):

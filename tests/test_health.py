@@ -45,13 +45,25 @@ def metric(client, name):
 # --- /healthz ---------------------------------------------------------------
 
 
-def test_healthz_is_200_when_everything_is_up_and_the_drain_ran(client, drained_just_now):
-    response = client.get("/healthz")
+def test_healthz_tells_anyone_only_ok_or_not_per_dependency(redis_down_app):
+    body = redis_down_app.test_client().get("/healthz").get_json()
+    assert body["redis"] == {"ok": False}  # no error text naming hosts and ports
+    assert body["db"] == {"ok": True} and body["status"] == "degraded"
+    assert "click_log_files" not in body
+
+
+def test_healthz_details_are_for_admins_not_for_other_users_tokens(client, api_headers, admin_headers):
+    assert "click_backlog" not in client.get("/healthz", headers=api_headers).get_json()["redis"]
+    assert "click_backlog" in client.get("/healthz", headers=admin_headers).get_json()["redis"]
+
+
+def test_healthz_is_200_when_everything_is_up_and_the_drain_ran(client, drained_just_now, admin_headers):
+    response = client.get("/healthz", headers=admin_headers)
     assert (response.status_code, response.get_json()["status"]) == (200, "ok")
 
 
-def test_healthz_reports_each_dependency(client, drained_just_now):
-    body = client.get("/healthz").get_json()
+def test_healthz_reports_each_dependency(client, drained_just_now, admin_headers):
+    body = client.get("/healthz", headers=admin_headers).get_json()
     assert {name: body[name]["ok"] for name in ("db", "redis", "broker", "workers")} == {
         "db": True,
         "redis": True,
@@ -60,8 +72,8 @@ def test_healthz_reports_each_dependency(client, drained_just_now):
     }
 
 
-def test_healthz_is_503_when_the_drain_never_ran(client):
-    response = client.get("/healthz")
+def test_healthz_is_503_when_the_drain_never_ran(client, admin_headers):
+    response = client.get("/healthz", headers=admin_headers)
     assert response.status_code == 503
     assert response.get_json()["workers"] == {
         "ok": False,
@@ -71,56 +83,62 @@ def test_healthz_is_503_when_the_drain_never_ran(client):
     }
 
 
-def test_healthz_is_503_when_the_drain_stopped_long_ago(client, redis_client):
+def test_healthz_is_503_when_the_drain_stopped_long_ago(client, redis_client, admin_headers):
     redis_client.set(CLICK_BUFFER.last_drain_key, f"{time.time() - 3600:.3f}")
-    body = client.get("/healthz").get_json()
+    body = client.get("/healthz", headers=admin_headers).get_json()
     assert (body["status"], body["workers"]["ok"]) == ("degraded", False)
 
 
-def test_healthz_sees_workers_alive_once_both_drains_ran(app, client, redis_client):
+def test_healthz_sees_workers_alive_once_both_drains_ran(app, client, redis_client, admin_headers):
     CLICK_DRAIN.drain(redis_client, db.engine, "tests", 100, 1, 60)
-    assert client.get("/healthz").get_json()["workers"]["ok"] is False  # page views are not drained
+    assert (
+        client.get("/healthz", headers=admin_headers).get_json()["workers"]["ok"] is False
+    )  # page views are not drained
     PAGEVIEW_DRAIN.drain(redis_client, db.engine, "tests", 100, 1, 60)
-    assert client.get("/healthz").get_json()["workers"]["ok"] is True
+    assert client.get("/healthz", headers=admin_headers).get_json()["workers"]["ok"] is True
 
 
-def test_workers_alive_on_metrics_and_healthz_are_one_answer(client, redis_client, drained_just_now):
+def test_workers_alive_on_metrics_and_healthz_are_one_answer(
+    client, redis_client, drained_just_now, admin_headers
+):
     assert "clickboard_workers_alive 1.0" in client.get("/metrics").text
-    assert client.get("/healthz").get_json()["workers"]["ok"] is True
+    assert client.get("/healthz", headers=admin_headers).get_json()["workers"]["ok"] is True
     redis_client.set(PAGEVIEW_BUFFER.last_drain_key, f"{time.time() - 3600:.3f}")
     metrics = client.get("/metrics").text
     assert "clickboard_workers_alive 0.0" in metrics
     assert re.search(r'clickboard_drain_last_run_age_seconds\{buffer="pageviews"\} 3\d{3}', metrics)
-    assert client.get("/healthz").get_json()["workers"]["ok"] is False
+    assert client.get("/healthz", headers=admin_headers).get_json()["workers"]["ok"] is False
 
 
-def test_healthz_reports_the_click_backlog(app, client, drained_just_now, user):
+def test_healthz_reports_the_click_backlog(app, client, drained_just_now, user, admin_headers):
     service.create_link("https://example.com/", user, slug="launch")
     client.get("/r/launch")
     client.get("/r/launch")
     ship(app)
-    assert client.get("/healthz").get_json()["redis"]["click_backlog"] == 2
+    assert client.get("/healthz", headers=admin_headers).get_json()["redis"]["click_backlog"] == 2
 
 
-def test_healthz_counts_the_click_log_files_on_this_host(app, client, drained_just_now, user):
-    assert client.get("/healthz").get_json()["click_log_files"] == 0
+def test_healthz_counts_the_click_log_files_on_this_host(app, client, drained_just_now, user, admin_headers):
+    assert client.get("/healthz", headers=admin_headers).get_json()["click_log_files"] == 0
     service.create_link("https://example.com/", user, slug="launch")
     client.get("/r/launch")
     ship(app)
-    assert client.get("/healthz").get_json()["click_log_files"] == 1  # this process's live log
+    assert (
+        client.get("/healthz", headers=admin_headers).get_json()["click_log_files"] == 1
+    )  # this process's live log
     ClickLogWriter(app.config["CLICK_LOG_DIR"], ["an orphaned click"]).exit()
-    assert client.get("/healthz").get_json()["click_log_files"] == 2
+    assert client.get("/healthz", headers=admin_headers).get_json()["click_log_files"] == 2
 
 
-def test_healthz_with_redis_down_is_a_503_saying_so(redis_down_app):
-    response = redis_down_app.test_client().get("/healthz")
+def test_healthz_with_redis_down_is_a_503_saying_so(redis_down_app, admin_headers):
+    response = redis_down_app.test_client().get("/healthz", headers=admin_headers)
     assert response.status_code == 503
     assert response.get_json()["status"] == "degraded"
     assert response.get_json()["redis"]["ok"] is False
 
 
-def test_healthz_with_redis_down_names_the_failure(redis_down_app):
-    body = redis_down_app.test_client().get("/healthz").get_json()
+def test_healthz_with_redis_down_names_the_failure(redis_down_app, admin_headers):
+    body = redis_down_app.test_client().get("/healthz", headers=admin_headers).get_json()
     assert (body["status"], body["redis"]["ok"], body["db"]["ok"]) == ("degraded", False, True)
     assert "ConnectionError" in body["redis"]["error"]
 

@@ -13,7 +13,6 @@ import pytest
 from flask import current_app
 from flask_migrate import upgrade
 
-from tests.dashboard_helpers import logged_in
 from tests.processes import celery_beat, wait_for
 from webapp import create_app
 from webapp.celery_app import celery_of
@@ -109,12 +108,11 @@ def test_dead_letters_show_on_metrics(app, client, redis_client):
     assert "clickboard_clicks_dead_lettered_total 4.0" in client.get("/metrics").text
 
 
-def test_the_ops_panel_warns_while_dead_letters_wait(app, user, redis_client):
-    owner = logged_in(app)
-    assert 'data-ops="dead-letters"' not in owner.get("/fragments/ops").text
+def test_the_ops_panel_warns_while_dead_letters_wait(app, user, redis_client, operator):
+    assert 'data-ops="dead-letters"' not in operator.get("/fragments/ops").text
     CLICK_BUFFER.append(redis_client, click_lines(987654, 1))
     drain(redis_client)
-    assert "1 click for links this database never had is kept aside" in owner.get("/fragments/ops").text
+    assert "1 click for links this database never had is kept aside" in operator.get("/fragments/ops").text
 
 
 def test_clicks_of_a_deleted_link_are_dropped_quietly(app, link, redis_client):

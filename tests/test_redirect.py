@@ -21,6 +21,7 @@ from webapp.clicks import click_log
 from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.clicks.capture import broker_breaker
 from webapp.clicks.click_log import app_click_log
+from webapp.clicks.events import click_row
 from webapp.extensions import db
 from webapp.links import cache, service
 from webapp.links.cache import local_link_cache
@@ -382,10 +383,12 @@ def test_head_request_click_is_flagged_bot(app, client, redis_client, link):
     assert click["bot"] == "1"
 
 
-def test_bot_user_agent_click_is_flagged_bot(app, client, redis_client, link):
+def test_bot_user_agent_click_is_told_a_bot_by_the_drain_not_the_redirect(app, client, redis_client, link):
     follow(client, **{"User-Agent": GOOGLEBOT})
     (click,) = shipped_clicks(app, redis_client)
-    assert click["bot"] == "1"
+    assert click["bot"] == ""  # no user-agent parsing on the request path
+    (line,) = [message["c"] for _, message in redis_client.xrange(CLICK_BUFFER.stream)]
+    assert click_row(line)["is_bot"] is True
 
 
 def test_not_found_captures_no_click(app, client, redis_client, link):
@@ -586,13 +589,13 @@ def test_click_logged_while_redis_was_down_is_shipped_once_it_is_back(
     assert logged_lines(redis_down_app) == []
 
 
-def test_healthz_counts_the_click_logs_waiting_while_redis_is_down(redis_down_app):
+def test_healthz_counts_the_click_logs_waiting_while_redis_is_down(redis_down_app, admin_headers):
     client = redis_down_app.test_client()
     follow(client)
     with pytest.raises(redis.ConnectionError):
         app_click_log(redis_down_app).ship_own()
     # The live log and the file set aside for the failed shipment.
-    assert client.get("/healthz").get_json()["click_log_files"] == 2
+    assert client.get("/healthz", headers=admin_headers).get_json()["click_log_files"] == 2
     assert click_log.pending_files(redis_down_app.config["CLICK_LOG_DIR"]) == 2
 
 

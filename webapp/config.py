@@ -257,6 +257,9 @@ def load_config(environ=os.environ):
         "LINK_CACHE_SECONDS": number("LINK_CACHE_SECONDS", 300, int),
         # Each process's own copy; changes reach it within a second, this bounds an outage.
         "LINK_LOCAL_CACHE_SECONDS": number("LINK_LOCAL_CACHE_SECONDS", 30),
+        # Links each process keeps, and "no such link" answers apart from them (least recent out).
+        "LINK_LOCAL_CACHE_SIZE": number("LINK_LOCAL_CACHE_SIZE", 10_000, int),
+        "LINK_LOCAL_CACHE_MISSING": number("LINK_LOCAL_CACHE_MISSING", 1_000, int),
         "TRUSTED_PROXIES": comma_list("TRUSTED_PROXIES"),
         "PUBLIC_BASE_URL": text("PUBLIC_BASE_URL", ""),
         # Seconds between refreshes of every live dashboard region; 0: each its own (3 to 10 s).

@@ -1,11 +1,13 @@
 """GET /healthz (JSON, 200 or 503) and GET /metrics (Prometheus text).
 
-Both are public, like the redirect: they expose counts and states, never
+Both are public, like the redirect: /healthz says ok or not per dependency
+(its figures and errors only to admins), /metrics exposes counts, never
 link targets or user data. Each check has its own short timeout, so a dead
 dependency makes the check fail fast instead of hanging the probe.
 """
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
+from flask_login import current_user
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from redis import RedisError
@@ -13,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from webapp import ops, pipeline_counters, spool, spool_files
+from webapp.auth.tokens import token_from_header
 from webapp.celery_app import celery_of
 from webapp.clicks import buffer, click_log
 from webapp.clicks.buffer import CLICK_BUFFER
@@ -93,10 +96,21 @@ def run_check(check):
 
 @bp.get("/healthz")
 def healthz():
+    """ok or not per dependency for anyone (a load balancer's probe); the figures and the
+    errors, which name internal hosts and ports, only for an admin (session or API token)."""
     results = {name: run_check(check) for name, check in CHECKS.items()}
     results["click_log_files"] = click_log.pending_files(current_app.config["CLICK_LOG_DIR"])
     healthy = all(result["ok"] for name, result in results.items() if name in CHECKS)
+    if not sees_details():
+        results = {name: {"ok": result["ok"]} for name, result in results.items() if name in CHECKS}
     return jsonify(status="ok" if healthy else "degraded", **results), 200 if healthy else 503
+
+
+def sees_details():
+    if current_user.is_authenticated and current_user.is_admin:
+        return True
+    token = token_from_header(request.headers.get("Authorization"))
+    return token is not None and token.user.is_admin
 
 
 class ClickPipelineCollector:

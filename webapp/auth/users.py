@@ -1,7 +1,11 @@
 """Creating users, the first admin from ADMIN_EMAIL / ADMIN_PASSWORD, a new user's time zone."""
 
+import functools
 import re
 import secrets
+
+from flask import current_app
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from webapp import periods
 from webapp.extensions import db
@@ -57,3 +61,22 @@ def adopt_browser_time_zone(user, name):
         return
     user.time_zone = name
     db.session.commit()
+
+
+@functools.lru_cache(maxsize=4)
+def decoy_hash(method):
+    """A hash to check a password against when the email is unknown (see ``authenticate``)."""
+    return generate_password_hash(secrets.token_urlsafe(16), method=method)
+
+
+def authenticate(email, password):
+    """The user with this email and password, or None.
+
+    An unknown email costs a password check too, against a decoy hash of the
+    same method: otherwise the answer's time would say which emails exist.
+    """
+    user = find_user(email)
+    if user is None:
+        check_password_hash(decoy_hash(current_app.config["PASSWORD_HASH_METHOD"]), password or "")
+        return None
+    return user if user.check_password(password) else None

@@ -1,4 +1,4 @@
-"""Log in and out of the dashboard. Failed logins are throttled per email and per address."""
+"""Log in and out of the dashboard. Failed logins are throttled (``webapp.auth.throttle``)."""
 
 from urllib.parse import urlsplit
 
@@ -10,7 +10,7 @@ from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
 from webapp.auth import throttle
-from webapp.auth.users import adopt_browser_time_zone, find_user
+from webapp.auth.users import adopt_browser_time_zone, authenticate
 from webapp.client_address import client_ip, trusted_proxies
 from webapp.extensions import db, login_manager
 from webapp.models import User
@@ -57,11 +57,13 @@ def login():
     form = LoginForm()
     if form.validate_on_submit():
         keys = throttle.keys_for(form.email.data, login_address())
-        if throttle.blocked(keys):
-            return render_template("auth/login.html", form=form, throttled=True), 429
-        user = find_user(form.email.data)
-        if user is not None and user.check_password(form.password.data):
-            throttle.clear(keys)
+        verdict = throttle.try_login(keys)
+        if not verdict.allowed:
+            page = render_template("auth/login.html", form=form, retry_after=verdict.retry_after)
+            return page, 429, {"Retry-After": str(verdict.retry_after)}
+        user = authenticate(form.email.data, form.password.data)
+        if user is not None:
+            throttle.record_success(keys)
             login_user(user)
             adopt_browser_time_zone(user, request.form.get("tz", ""))
             return redirect(safe_next(request.args.get("next")))

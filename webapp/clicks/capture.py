@@ -47,7 +47,7 @@ def resolve(slug):
             entry = cache.load_entry(slug)
     except SQLAlchemyError as exc:
         log.error("database unavailable on redirect, using the last known link: %s", exc)
-        return local.entries.get(slug, (None,))[0]
+        return local.last_known(slug)
     local.put(slug, entry)
     return entry
 

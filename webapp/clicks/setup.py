@@ -24,5 +24,9 @@ def init_app(app):
         memory_lines=cfg["CLICK_MEMORY_LINES"],
     )
     app.extensions[LINK_CACHE] = LocalLinkCache(
-        cfg["LINK_LOCAL_CACHE_SECONDS"], background, changes_stream(cfg["CLICKBOARD_NAMESPACE"])
+        cfg["LINK_LOCAL_CACHE_SECONDS"],
+        background,
+        changes_stream(cfg["CLICKBOARD_NAMESPACE"]),
+        size=cfg["LINK_LOCAL_CACHE_SIZE"],
+        missing_size=cfg["LINK_LOCAL_CACHE_MISSING"],
     )

@@ -7,7 +7,8 @@ and says what it could not read, even with no worker alive.
 
 import time
 
-from flask import current_app, render_template
+from flask import abort, current_app, render_template, request
+from flask_login import current_user
 
 from webapp import ops, spool
 from webapp.celery_app import celery_of
@@ -16,6 +17,14 @@ from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.dashboard import bp
 from webapp.pageviews.ingest import PAGEVIEW_BUFFER
 from webapp.redis_client import eviction_warning, request_redis
+
+
+@bp.before_request
+def ops_for_admins_only():
+    """The panel shows the whole install (every user's queues, failures, dead letters):
+    admins only. Others get a 404, as for anything they may not see."""
+    if request.endpoint in ("dashboard.ops_page", "dashboard.ops_fragment") and not current_user.is_admin:
+        abort(404)
 
 
 @bp.get("/ops")

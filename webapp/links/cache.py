@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC
 
@@ -104,35 +105,74 @@ def load_entry(slug):
 
 
 class LocalLinkCache:
-    """This process's copies: slug → (entry or None, expiry), plus the change follower."""
+    """This process's copies: slug → (entry or None, expiry), plus the change follower.
 
-    def __init__(self, ttl, client, changes):
+    Bounded, least recently used first out: ``size`` links, and apart from them
+    at most ``missing_size`` "no such link" answers, so a scan of random slugs
+    neither grows the process nor pushes real links out.
+    """
+
+    def __init__(self, ttl, client, changes, size=10_000, missing_size=1_000):
         self.ttl = ttl
         self.client = client
         self.changes = changes  # the install's link-changes stream
-        self.entries = {}
+        self.limits = {True: size, False: missing_size}
+        self.found = OrderedDict()  # slug → (entry, expiry)
+        self.missing = OrderedDict()  # slug → (None, expiry)
+        self.lock = threading.Lock()  # the follower thread evicts while requests read
         self.follower_pid = None
         self.stopped = threading.Event()
 
+    @property
+    def entries(self):
+        """Every slug held, with its (entry, expiry): for tests and the ops view."""
+        with self.lock:
+            return {**self.missing, **self.found}
+
     def get(self, slug):
         """(True, entry) on a live hit, (False, None) on a miss."""
-        found = self.entries.get(slug)
-        if found is None or found[1] < time.monotonic():
-            return False, None
-        return True, found[0]
+        with self.lock:
+            for table in (self.found, self.missing):
+                found = table.get(slug)
+                if found is not None:
+                    # An expired entry stays (until pushed out) as the last known answer.
+                    if found[1] < time.monotonic():
+                        return False, None
+                    table.move_to_end(slug)
+                    return True, found[0]
+        return False, None
+
+    def last_known(self, slug):
+        """The entry last loaded for ``slug``, however old (None if none): for when the
+        database cannot be asked."""
+        with self.lock:
+            return self.found.get(slug, (None,))[0]
 
     def put(self, slug, entry):
         if self.follower_pid != os.getpid():
             self.start_following()
         ttl = self.ttl if entry is not None else min(self.ttl, MISSING_TTL_SECONDS)
-        self.entries[slug] = (entry, time.monotonic() + ttl)
+        table = self.found if entry is not None else self.missing
+        with self.lock:
+            (self.missing if entry is not None else self.found).pop(slug, None)
+            table[slug] = (entry, time.monotonic() + ttl)
+            table.move_to_end(slug)
+            while len(table) > self.limits[entry is not None]:
+                table.popitem(last=False)
 
     def evict(self, slug):
-        self.entries.pop(slug, None)
+        with self.lock:
+            self.found.pop(slug, None)
+            self.missing.pop(slug, None)
+
+    def clear(self):
+        with self.lock:
+            self.found.clear()
+            self.missing.clear()
 
     def start_following(self):
         self.follower_pid = os.getpid()
-        self.entries.clear()  # copies inherited over a fork were never followed here
+        self.clear()  # copies inherited over a fork were never followed here
         threading.Thread(target=self.follow_changes, name="link-changes", daemon=True).start()
 
     def stop(self):
@@ -145,7 +185,7 @@ class LocalLinkCache:
             try:
                 if not in_contact:
                     last_id = latest_change_id(self.client, self.changes)
-                    self.entries.clear()  # changes may have been missed meanwhile
+                    self.clear()  # changes may have been missed meanwhile
                     in_contact = True
                 last_id = self.apply_changes(last_id)
             except RedisError:
