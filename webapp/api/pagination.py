@@ -10,6 +10,7 @@ import binascii
 import json
 
 from webapp.api.errors import ApiError
+from webapp.links.validation import is_encodable
 
 
 def encode_cursor(values):
@@ -23,6 +24,16 @@ def decode_cursor(text, length):
     except (binascii.Error, ValueError, UnicodeDecodeError):
         values = None
     valid = isinstance(values, list) and len(values) == length
-    if not valid or not all(isinstance(value, int | str) and not isinstance(value, bool) for value in values):
+    if not valid or not all(map(storable, values)):
         raise ApiError("cursor is not one this API gave out", details={"parameter": "cursor"})
     return values
+
+
+def storable(value):
+    """A value the database can compare with: a 64-bit integer or encodable text
+    (json.loads makes lone surrogates of ``\\ud800`` and integers of any size)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -(2**63) < value < 2**63
+    return isinstance(value, str) and is_encodable(value)

@@ -49,7 +49,19 @@ def anonymise_ip(address):
 
 def clean(text, limit):
     """Truncate, and blank what would break the line format."""
-    return text[:limit].translate(LINE_BREAKERS) if text else ""
+    return header_text(text)[:limit].translate(LINE_BREAKERS) if text else ""
+
+
+def header_text(text):
+    """A header as its sender meant it: WSGI hands header bytes over decoded as Latin-1, so
+    a browser's UTF-8 "Café" arrives as "CafÃ©". Bytes that are valid UTF-8 are read as
+    such (before truncating, which could split a character); anything else stays as it is."""
+    if text.isascii():
+        return text
+    try:
+        return text.encode("latin-1").decode("utf-8")
+    except UnicodeError:  # not Latin-1 text (already decoded) or not UTF-8 bytes
+        return text
 
 
 def encode_click(link_id, method, referrer, user_agent, ip, at=None, refused=False):

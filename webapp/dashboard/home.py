@@ -1,6 +1,6 @@
 """The home page: totals, lag, clicks over a period, tables, top links, the report card."""
 
-from flask import render_template, request
+from flask import render_template
 from flask_login import current_user
 from redis import RedisError
 
@@ -8,6 +8,7 @@ from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.dashboard import bp, insights, stats
 from webapp.redis_client import request_redis
 from webapp.reports.coordinator import report_card_context
+from webapp.request_args import optional_id
 
 # Above this many seconds behind, the dashboard says its counts are late.
 LAG_WARNING_SECONDS = 10
@@ -31,7 +32,7 @@ def overview_fragment():
 
 @bp.get("/fragments/clicks-chart")
 def clicks_chart_fragment():
-    link_id = request.args.get("link", type=int)
+    link_id = optional_id("link")
     return render_template("dashboard/_clicks_chart.html", **insights.chart_context(link_id))
 
 

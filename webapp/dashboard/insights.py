@@ -18,6 +18,7 @@ from webapp.extensions import db
 from webapp.links import export
 from webapp.links.access import visible_link_ids
 from webapp.models import DIMENSIONS, Link, utcnow
+from webapp.request_args import optional_id
 
 TABLE_TITLES = {
     "referrer": "Referrers",
@@ -102,7 +103,7 @@ def export_stats():
     """One table (``table``: a dimension) or the chart (``table=series``) of the period, as CSV:
     every row, not only the top ten."""
     table = request.args.get("table", "series")
-    link_id = request.args.get("link", type=int)
+    link_id = optional_id("link")
     if table != "series" and table not in DIMENSIONS:
         abort(404)
     if link_id is not None and not current_user_sees(link_id):

@@ -17,6 +17,7 @@ from webapp.links.check_requests import PER_USER_PER_MINUTE
 from webapp.links.representation import short_url
 from webapp.links.validation import InvalidLink, normalise_slug, normalise_url
 from webapp.models import Link, LinkCounter, LinkTag, utcnow
+from webapp.request_args import page_number
 from webapp.search import LIKE_ESCAPE, contains_pattern
 
 PAGE_SIZE = 25
@@ -40,7 +41,7 @@ def links_list_context():
     search = request.args.get("q", "").strip()[:100]
     sort = request.args.get("sort", "new")
     sort = sort if sort in SORTS else "new"
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = page_number()
     query = visible_links(current_user).outerjoin(LinkCounter, LinkCounter.link_id == Link.id)
     if search:
         pattern = contains_pattern(search)

@@ -105,8 +105,15 @@ def valid_url(url, where):
     return url.strip()
 
 
+def plain_number(value):
+    """An int or float that converts to a finite float (10**400 does not: it raises)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return abs(value) < 1e18 if isinstance(value, int) else math.isfinite(value)
+
+
 def valid_response_time(value, where):
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not plain_number(value):
         raise InvalidPageView(f"{where}: response_time_ms must be a number")
     if not 0 <= value <= MAX_RESPONSE_MS:
         raise InvalidPageView(f"{where}: response_time_ms must be between 0 and {MAX_RESPONSE_MS}")
@@ -123,7 +130,7 @@ def valid_timestamp(value, where, now):
         except ValueError:
             raise InvalidPageView(f"{where}: ts must be ISO 8601 or Unix seconds") from None
         seconds = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-    elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+    elif plain_number(value):
         seconds = float(value)
     else:
         raise InvalidPageView(f"{where}: ts must be ISO 8601 or Unix seconds")
