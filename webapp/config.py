@@ -8,6 +8,7 @@ environment variables, listed with their meaning in ``.env.example``.
 import os
 import secrets
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import click
 from kombu import Exchange, Queue
@@ -262,6 +263,8 @@ def load_config(environ=os.environ):
         "LINK_LOCAL_CACHE_MISSING": number("LINK_LOCAL_CACHE_MISSING", 1_000, int),
         "TRUSTED_PROXIES": comma_list("TRUSTED_PROXIES"),
         "PUBLIC_BASE_URL": text("PUBLIC_BASE_URL", ""),
+        # Host names requests may carry (a leading dot: any subdomain); derived when unset.
+        "TRUSTED_HOSTS": comma_list("TRUSTED_HOSTS"),
         # Seconds between refreshes of every live dashboard region; 0: each its own (3 to 10 s).
         "DASHBOARD_POLL_SECONDS": number("DASHBOARD_POLL_SECONDS", 0, int),
         # The report: fresh for this long, the last result kept this long,
@@ -304,6 +307,21 @@ def development_secret_key(app):
         return key_file.read().strip()
 
 
+LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+
+
+def trusted_hosts(configured, public_base_url):
+    """The Host headers Flask accepts (others are a 400), so a forged Host never reaches a
+    page, a short URL or a redirect: TRUSTED_HOSTS, else PUBLIC_BASE_URL's host, and always
+    this machine's own names (probes, the CLI). ``*`` accepts any (not for the internet)."""
+    if configured == ["*"]:
+        return None
+    named = list(configured or [])
+    if not named and public_base_url:
+        named.append(urlsplit(public_base_url).hostname or "")
+    return [host for host in named if host] + LOCAL_HOSTS
+
+
 def finish_config(app):
     """Derive the settings that depend on other settings or on paths."""
     cfg = app.config
@@ -320,4 +338,5 @@ def finish_config(app):
         raise ConfigError("CLICK_CAPTURE_MODE must be 'batch' or 'task'")
     if cfg["REDIRECT_STATUS_CODE"] not in (301, 302, 307, 308):
         raise ConfigError("REDIRECT_STATUS_CODE must be one of 301, 302, 307, 308")
+    cfg["TRUSTED_HOSTS"] = trusted_hosts(cfg.get("TRUSTED_HOSTS"), cfg["PUBLIC_BASE_URL"])
     cfg.setdefault("CELERY", celery_config(cfg))

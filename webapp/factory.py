@@ -5,6 +5,7 @@ import sys
 
 from flask import Flask, Request, render_template
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.exceptions import SecurityError
 
 from webapp import (
     PROJECT_ROOT,
@@ -119,6 +120,16 @@ def register_errorhandlers(app):
 
     for code in (400, 401, 403, 404, 405, 413, 429, 500):
         app.errorhandler(code)(render_error)
+    app.errorhandler(SecurityError)(untrusted_host)
+
+
+def untrusted_host(error):
+    """A Host outside TRUSTED_HOSTS: no URL can be built for it, so no page in the layout."""
+    return (
+        "400 Bad Request: this server does not answer for that host name.\n",
+        400,
+        {"Content-Type": "text/plain"},
+    )
 
 
 def register_commands(app):

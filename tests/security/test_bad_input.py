@@ -86,3 +86,22 @@ def test_utf8_user_agents_and_referrers_are_stored_as_sent_not_garbled(app, clie
 
 def test_latin1_header_bytes_that_are_not_utf8_are_kept_as_they_came():
     assert clean("Caf\xe9", 100) == "Caf\xe9"  # one byte 0xE9: not UTF-8, so Latin-1 it stays
+
+
+@pytest.mark.parametrize("path", ["/r/launch", "/links", "/login", "//evil.example/x", "/api/links/launch"])
+def test_a_forged_host_is_refused_before_any_page_short_url_or_redirect_uses_it(client, link, path):
+    response = client.get(path, headers={"Host": "evil.example"})
+    assert response.status_code == 400
+    assert "evil.example" not in response.headers.get("Location", "")
+
+
+def test_the_configured_public_host_is_accepted_and_used_for_short_urls(make_app, user, api_headers):
+    app = make_app(PUBLIC_BASE_URL="https://s.example.com")
+    client = app.test_client()
+    response = client.post(
+        "/api/links", json={"url": "https://example.com/p"}, headers={**api_headers, "Host": "s.example.com"}
+    )
+    assert response.status_code == 201 and response.get_json()["short_url"].startswith(
+        "https://s.example.com/r/"
+    )
+    assert client.get("/healthz", headers={"Host": "localhost:8000"}).status_code in (200, 503)  # probes
