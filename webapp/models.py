@@ -163,6 +163,15 @@ class DeletedLink(db.Model):
     deleted_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class SlugTombstone(db.Model):
+    """A slug of a deleted link (its own or an alias): reserved, so that printed links
+    never lead to someone else's target. Its owner may take it again."""
+
+    slug: Mapped[str] = mapped_column(String(SLUG_MAX_LENGTH), primary_key=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    deleted_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class Click(db.Model):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     # Made when the click is captured; unique so that a batch delivered twice

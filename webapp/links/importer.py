@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from webapp.extensions import db
 from webapp.links import cache, service
 from webapp.links.validation import MAX_CLICK_LIMIT, InvalidLink, generate_slug
-from webapp.models import Link, LinkAlias, LinkCounter
+from webapp.models import Link, LinkAlias, LinkCounter, SlugTombstone
 
 MAX_BYTES = 5 * 1024 * 1024
 MAX_ROWS = 50_000
@@ -322,6 +322,16 @@ def mark_taken_slugs(rows, owner):
         aliases = db.session.scalars(db.select(LinkAlias.slug).where(LinkAlias.slug.in_(chunk))).all()
         for slug in aliases:
             wanted[slug].status, wanted[slug].error = "error", f"slug '{slug}' is already taken (an old slug)"
+        reserved = db.session.scalars(
+            db.select(SlugTombstone.slug).where(
+                SlugTombstone.slug.in_(chunk), SlugTombstone.owner_id.is_distinct_from(owner_id)
+            )
+        ).all()
+        for slug in reserved:
+            wanted[slug].status, wanted[slug].error = (
+                "error",
+                f"slug '{slug}' is already taken (a deleted link's)",
+            )
 
 
 def mark_owned_urls(rows, owner):
@@ -339,6 +349,7 @@ def commit_import(plan, owner):
         if "slug" not in fields:
             fields["slug"] = free_generated_slug(row)
         link = service.new_link(fields, owner)
+        service.forget_tombstone(link.slug)
         if row.created_at:
             link.created_at = row.created_at
         db.session.add(link)

@@ -8,6 +8,7 @@ alias (its old slug, still redirecting after a rename).
 
 from datetime import datetime
 
+from sqlalchemy import literal, union_all
 from sqlalchemy.exc import IntegrityError
 
 from webapp.extensions import db
@@ -22,7 +23,7 @@ from webapp.links.validation import (
     parse_expiry,
     validate_max_clicks,
 )
-from webapp.models import DeletedLink, Link, LinkAlias, LinkChange, LinkTag
+from webapp.models import DeletedLink, Link, LinkAlias, LinkChange, LinkTag, SlugTombstone, utcnow
 
 GENERATE_ATTEMPTS = 8
 REDIRECT_CODES = (301, 302, 307, 308)
@@ -89,10 +90,11 @@ def create_link(url, owner, slug=None, **fields):
         if existing is not None:
             return existing, False
         return insert_with_generated_slug(cleaned, owner), True
-    if slug_in_use(cleaned["slug"]):
+    if slug_in_use(cleaned["slug"], owner):
         raise SlugTaken(f"slug '{cleaned['slug']}' is already taken")
     link = new_link(cleaned, owner)
     db.session.add(link)
+    forget_tombstone(link.slug)
     commit_or_slug_taken(link.slug)
     return link, True
 
@@ -136,14 +138,23 @@ def insert_with_generated_slug(cleaned, owner):
     raise RuntimeError("could not generate a free slug; the slug space is nearly full")
 
 
-def slug_in_use(slug):
-    """Whether a link has ``slug``, or keeps it as an alias."""
-    taken = (
-        db.select(Link.id)
-        .where(Link.slug == slug)
-        .union_all(db.select(LinkAlias.link_id).where(LinkAlias.slug == slug))
+def slug_in_use(slug, owner=None):
+    """Whether a link has ``slug``, keeps it as an alias, or had it before it was deleted
+    (unless ``owner`` deleted it: they may take their own slug again)."""
+    owner_id = owner.id if owner else None
+    taken = union_all(
+        db.select(Link.id).where(Link.slug == slug),
+        db.select(LinkAlias.link_id).where(LinkAlias.slug == slug),
+        db.select(literal(0)).where(
+            SlugTombstone.slug == slug, SlugTombstone.owner_id.is_distinct_from(owner_id)
+        ),
     )
     return db.session.execute(taken.limit(1)).first() is not None
+
+
+def forget_tombstone(slug):
+    """The owner takes their deleted slug again: it is a link's once more."""
+    db.session.execute(db.delete(SlugTombstone).where(SlugTombstone.slug == slug))
 
 
 def commit_or_slug_taken(slug):
@@ -187,18 +198,21 @@ def rename(link, slug):
     own_alias = next((alias for alias in link.aliases if alias.slug == slug), None)
     if own_alias is not None:
         link.aliases.remove(own_alias)
-    elif slug_in_use(slug):
+    elif slug_in_use(slug, link.owner):
         raise SlugTaken(f"slug '{slug}' is already taken")
+    forget_tombstone(slug)
     link.aliases.append(LinkAlias(slug=link.slug))
     link.slug = slug
 
 
 def remove_alias(link, slug, user):
-    """Stop an old slug from redirecting (it becomes free for anyone); False if not this link's."""
+    """Stop an old slug from redirecting (it stays reserved for the link's owner, as a deleted
+    link's slug does); False if not this link's."""
     alias = next((alias for alias in link.aliases if alias.slug == slug), None)
     if alias is None:
         return False
     link.aliases.remove(alias)
+    db.session.merge(SlugTombstone(slug=slug, owner_id=link.owner_id, deleted_at=utcnow()))
     db.session.add(
         LinkChange(link_id=link.id, user_id=user.id if user else None, changes={"alias": [slug, None]})
     )
@@ -226,9 +240,12 @@ def set_enabled(link, enabled, user=None):
 
 
 def delete_link(link):
-    """Delete a link; its id is remembered, so clicks still on their way are dropped quietly."""
+    """Delete a link; its id is remembered, so clicks still on their way are dropped quietly,
+    and its slugs stay reserved for its owner (tombstones)."""
     slugs = [link.slug, *(alias.slug for alias in link.aliases)]
     db.session.merge(DeletedLink(link_id=link.id))  # merge: SQLite may reuse a deleted id
+    for slug in slugs:
+        db.session.merge(SlugTombstone(slug=slug, owner_id=link.owner_id, deleted_at=utcnow()))
     db.session.delete(link)
     db.session.commit()
     for slug in slugs:
