@@ -38,9 +38,10 @@ from tests.processes import wait_for
 from webapp.auth.users import create_user
 from webapp.clicks.agents import referrer_host
 from webapp.clicks.buffer import CLICK_BUFFER
+from webapp.clicks.referrer_cap import MAX_REFERRERS_PER_DAY
 from webapp.extensions import db
 from webapp.links import service
-from webapp.models import Link
+from webapp.models import Link, LinkHourlyDimension
 from webapp.ops import HEARTBEAT_TTL, failures_key, heartbeat_key
 
 TARGET = "https://example.com/landing"
@@ -807,3 +808,21 @@ def test_every_form_on_a_page_carries_the_csrf_token(owner, link):
         token = csrf_token_in(html)
         forms = re.findall(r"<form method=\"post\".*?</form>", html, re.DOTALL)
         assert forms and all(token in form for form in forms), page
+
+
+def test_a_link_keeps_at_most_a_hundred_referrer_hosts_a_day_and_counts_the_rest_as_other(owner, link):
+    today = datetime.combine(utcnow().date(), datetime.min.time()) + timedelta(hours=1)
+    for n in range(MAX_REFERRERS_PER_DAY + 5):
+        record(link, 2 if n < 3 else 1, referrer=f"https://forged-{n}.example/", at=at(today))
+    record(link, 1, referrer="https://forged-0.example/", at=at(today))  # a known host stays exact
+    rows = db.session.execute(
+        select(LinkHourlyDimension.value, LinkHourlyDimension.clicks).where(
+            LinkHourlyDimension.dimension == "referrer"
+        )
+    ).all()
+    hosts = dict(rows)
+    assert len(hosts) == MAX_REFERRERS_PER_DAY + 1
+    assert hosts["(other)"] == 5 and hosts["forged-0.example"] == 3
+    assert sum(hosts.values()) == MAX_REFERRERS_PER_DAY + 5 + 3 + 1
+    csv_rows = owner.get(f"/export/stats.csv?table=referrer&range=today&link={link.id}").text.splitlines()
+    assert "(other),5" in csv_rows

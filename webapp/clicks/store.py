@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from webapp.clicks import dead_letters
 from webapp.clicks.agents import country, describe_agent, referrer_host
+from webapp.clicks.referrer_cap import cap_referrers
 from webapp.dedup import chunks, rows_not_yet_recorded
 from webapp.drains import AFTER_COMMIT
 from webapp.links.cache import invalidate_links
@@ -50,9 +51,8 @@ def record_clicks(conn, rows, check_duplicates):
         counters = counter_rows(clicks)
         upsert_sums(conn, LinkCounter, ["link_id"], counters, latest=["last_click_at"])
         upsert_sums(conn, LinkHourlyClicks, ["link_id", "hour"], hourly_rows(clicks))
-        upsert_sums(
-            conn, LinkHourlyDimension, ["link_id", "dimension", "hour", "value"], dimension_rows(clicks)
-        )
+        dimensions = cap_referrers(conn, dimension_rows(clicks))
+        upsert_sums(conn, LinkHourlyDimension, ["link_id", "dimension", "hour", "value"], dimensions)
         announce_exhausted_links(conn, counters)
     if len(clicks) < len(rows):
         # Refusals have no row of their own (a replayed one can count twice; see README).
