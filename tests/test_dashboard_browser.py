@@ -10,8 +10,11 @@ Live regions poll every second here (DASHBOARD_POLL_SECONDS). Screenshots go
 to ``test-artifacts/``. The read-only pages are in ``test_dashboard_browser_pages.py``.
 """
 
+import re
+
 import pytest
 import requests
+from playwright.sync_api import expect
 
 from tests.dashboard_helpers import ADMIN_EMAIL, ADMIN_PASSWORD, OWNER_EMAIL, OWNER_PASSWORD
 from webapp.links import service
@@ -134,14 +137,10 @@ def test_dashboard_counts_and_chart_update_without_navigation(app, user, web, pr
         response = requests.get(f"{web.url}/r/live", allow_redirects=False, timeout=5)
         assert response.headers["Location"] == f"{web.url}/healthz"
 
-    page.wait_for_function(
-        """document.querySelector('[data-stat="clicks"]').textContent === "3" """, timeout=45_000
-    )
+    # Locators, not wait_for_function: the page's Content-Security-Policy forbids the eval it uses.
+    expect(page.locator('[data-stat="clicks"]')).to_have_text("3", timeout=45_000)
     bars = page.locator("#clicks-chart rect.bar title")
-    page.wait_for_function(
-        """[...document.querySelectorAll("#clicks-chart rect.bar title")].some((t) => t.textContent.endsWith(": 3"))""",
-        timeout=45_000,
-    )
+    bars.filter(has_text=re.compile(r": 3$")).first.wait_for(state="attached", timeout=45_000)
     assert bars.count() == 7  # the default period: the last 7 days
     assert_same_document(page, url)
     page.screenshot(path=artifacts("dashboard-home-live.png"), full_page=True)

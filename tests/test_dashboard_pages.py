@@ -410,11 +410,13 @@ def test_days_and_hours_are_the_users_time_zone(owner, user, link):
 
 def test_chart_keeps_polling_its_own_period_and_link(owner, link):
     html = chart(owner, range="30d", link=link.id)
-    assert f'hx-get="/fragments/clicks-chart?range=30d&amp;link={link.id}" hx-trigger="every' in html
+    assert f'hx-get="/fragments/clicks-chart?range=30d&amp;link={link.id}" hx-trigger="cb:poll"' in html
 
 
 def test_live_regions_poll_at_their_own_intervals_unless_one_is_configured(app, make_app, admin_user):
-    live_region = re.compile(r'hx-trigger="every (\d+)s [^"]*" hx-target="this" hx-swap="outerHTML"')
+    live_region = re.compile(
+        r'hx-trigger="cb:poll" data-live-seconds="(\d+)" hx-target="this" hx-swap="outerHTML"'
+    )
 
     def intervals(client):
         return sorted(set(live_region.findall(client.get("/").text + client.get("/ops").text)))

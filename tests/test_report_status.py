@@ -140,7 +140,7 @@ def test_cold_status_returns_polling_card(logged_in):
     response = logged_in.get(STATUS_URL)
     assert response.status_code == 200
     assert 'data-polling="true"' in response.text
-    assert "hx-trigger=\"every 1s [document.visibilityState === 'visible']\"" in response.text
+    assert 'hx-trigger="cb:poll" data-live-seconds="1"' in response.text
     assert "Queued, waiting for a worker" in response.text
 
 

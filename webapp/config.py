@@ -225,10 +225,10 @@ def load_config(environ=os.environ):
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "MAX_CONTENT_LENGTH": 1024 * 1024,
         "SESSION_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": text("SESSION_COOKIE_SECURE", "0") == "1",
+        # "" until finish_config: then as set, or on when PUBLIC_BASE_URL is https.
+        "SESSION_COOKIE_SECURE": text("SESSION_COOKIE_SECURE", ""),
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_HTTPONLY": True,
-        "REMEMBER_COOKIE_SECURE": text("SESSION_COOKIE_SECURE", "0") == "1",
         # CSRF tokens live as long as the session, so a dashboard left open keeps working.
         "WTF_CSRF_TIME_LIMIT": None,
         "REDIS_URL": text("REDIS_URL", "redis://127.0.0.1:6379/0"),
@@ -322,6 +322,13 @@ def trusted_hosts(configured, public_base_url):
     return [host for host in named if host] + LOCAL_HOSTS
 
 
+def cookies_secure(setting, public_base_url):
+    """Cookies only over https: as set, else once the public address is https."""
+    if setting in ("", None):
+        return public_base_url.startswith("https://")
+    return setting in (True, "1")
+
+
 def finish_config(app):
     """Derive the settings that depend on other settings or on paths."""
     cfg = app.config
@@ -339,4 +346,6 @@ def finish_config(app):
     if cfg["REDIRECT_STATUS_CODE"] not in (301, 302, 307, 308):
         raise ConfigError("REDIRECT_STATUS_CODE must be one of 301, 302, 307, 308")
     cfg["TRUSTED_HOSTS"] = trusted_hosts(cfg.get("TRUSTED_HOSTS"), cfg["PUBLIC_BASE_URL"])
+    cfg["SESSION_COOKIE_SECURE"] = cookies_secure(cfg["SESSION_COOKIE_SECURE"], cfg["PUBLIC_BASE_URL"])
+    cfg["REMEMBER_COOKIE_SECURE"] = cfg["SESSION_COOKIE_SECURE"]
     cfg.setdefault("CELERY", celery_config(cfg))

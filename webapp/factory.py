@@ -16,6 +16,7 @@ from webapp import (
     pageviews,
     redirects,
     redis_client,
+    security_headers,
     templating,
 )
 from webapp.api import bp as api_bp
@@ -96,6 +97,7 @@ def register_extensions(app):
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     templating.init_app(app)
+    security_headers.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(PROJECT_ROOT, "migrations"))
     redis_client.init_app(app)
     clicks_setup.init_app(app)

@@ -19,6 +19,7 @@ from http import HTTPStatus
 from flask import Blueprint, Response, current_app, render_template, request
 from werkzeug.urls import iri_to_uri
 
+from webapp import security_headers
 from webapp.clicks import capture
 from webapp.clicks.click_log import app_click_log
 from webapp.clicks.events import encode_click
@@ -69,18 +70,18 @@ def redirect_code(entry, config):
     return entry.redirect_code or config["REDIRECT_STATUS_CODE"]
 
 
-def answer_headers():
+def answer_headers(app=None):
     """The headers of every answer at /r/<slug>, redirect, 404 or 410, from either door: a
     header added here reaches the fast path and the Flask view alike."""
-    return [("Cache-Control", NO_STORE)]
+    return [("Cache-Control", NO_STORE), *security_headers.headers_of(app)]
 
 
-def redirect_headers(entry):
+def redirect_headers(entry, app=None):
     """Every header of a redirect. No body: a page saying "Redirecting..." is read by nobody."""
     target = entry.target_url
     # Paths and queries may hold non-ASCII text; a header must not.
     location = target if target.isascii() else iri_to_uri(target)
-    return [("Location", location), *answer_headers(), ("Content-Length", "0")]
+    return [("Location", location), *answer_headers(app), ("Content-Length", "0")]
 
 
 def not_found(slug):
@@ -117,7 +118,7 @@ class CachedRedirects:
             # Flask's view meets the same error and answers with the error page.
             log.exception("could not log a click; handing the request to Flask")
             return self.wsgi_app(environ, start_response)
-        start_response(STATUS_LINES[redirect_code(entry, self.app.config)], redirect_headers(entry))
+        start_response(STATUS_LINES[redirect_code(entry, self.app.config)], redirect_headers(entry, self.app))
         return [b""]
 
     def cached_entry(self, environ):

@@ -188,3 +188,48 @@ def test_text_anyone_can_write_comes_back_escaped_on_every_page(app, user, link)
             continue
         assert PAYLOAD not in response.text, path
         assert "<img/src=x" not in response.text, path
+
+
+SECURITY_HEADERS = ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options", "Referrer-Policy")
+
+
+def test_every_answer_carries_the_security_headers(app, user, link):
+    owner = logged_in(app)
+    answers = [(f"GET {path}", owner.get(path)) for endpoint, method, path in routes(app) if method == "GET"]
+    answers.append(("404 page", owner.get("/no/such/page")))
+    answers.append(("API error", owner.get("/api/links")))
+    for label, response in answers:
+        response.close()
+        missing = [name for name in SECURITY_HEADERS if name not in response.headers]
+        assert missing == [], f"{label}: no {missing}"
+        assert "'unsafe-eval'" not in response.headers["Content-Security-Policy"], label
+        if not label.startswith("GET /api/docs"):
+            assert "'unsafe-inline'" not in response.headers["Content-Security-Policy"], label
+
+
+def test_the_redirects_fast_path_carries_them_too(app, client, link):
+    first, second = client.get("/r/launch"), client.get("/r/launch")  # the second from the cache
+    for response in (first, second):
+        assert response.status_code == 302
+        assert all(name in response.headers for name in SECURITY_HEADERS)
+
+
+def test_hsts_and_secure_cookies_once_the_public_address_is_https(make_app, user):
+    app = make_app(PUBLIC_BASE_URL="https://s.example.com")
+    response = app.test_client().get("/login", headers={"Host": "s.example.com"})
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+    assert app.config["SESSION_COOKIE_SECURE"] and app.config["REMEMBER_COOKIE_SECURE"]
+    plain = make_app()
+    assert "Strict-Transport-Security" not in plain.test_client().get("/login").headers
+    assert not plain.config["SESSION_COOKIE_SECURE"]
+
+
+def test_no_page_has_an_inline_script_or_style(app, user, link):
+    owner = logged_in(app)
+    for endpoint, method, path in routes(app):
+        if method == "GET" and ACCESS[endpoint] in (LOGIN, PUBLIC) and endpoint != "static":
+            response = owner.get(path)
+            if response.mimetype == "text/html":
+                assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", response.text), path
+                assert " style=" not in response.text and "<style" not in response.text, path
+                assert not re.search(r"\son[a-z]+=", response.text), path  # inline event handlers
