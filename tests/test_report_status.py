@@ -136,8 +136,15 @@ def test_anonymous_request_enqueues_nothing(app, client, redis_client):
 # --- cold cache -------------------------------------------------------------------
 
 
-def test_cold_status_returns_polling_card(logged_in):
+def test_cold_status_get_starts_nothing_and_asks_for_a_post(logged_in, redis_client):
     response = logged_in.get(STATUS_URL)
+    assert response.status_code == 200
+    assert 'hx-trigger="load" data-wants-refresh="true"' in response.text and "hx-post=" in response.text
+    assert queued_reports(redis_client) == 0
+
+
+def test_cold_status_post_returns_polling_card(logged_in):
+    response = logged_in.post(STATUS_URL)
     assert response.status_code == 200
     assert 'data-polling="true"' in response.text
     assert 'hx-trigger="cb:poll" data-live-seconds="1"' in response.text
@@ -145,40 +152,41 @@ def test_cold_status_returns_polling_card(logged_in):
 
 
 def test_cold_status_enqueues_exactly_one_task(logged_in, redis_client):
-    logged_in.get(STATUS_URL)
+    logged_in.post(STATUS_URL)
     assert queued_reports(redis_client) == 1
 
 
 def test_enqueued_message_is_the_report_task(logged_in, redis_client):
-    logged_in.get(STATUS_URL)
+    logged_in.post(STATUS_URL)
     assert [task.task for task in queued_tasks("reports")] == ["tasks.reports.compute_slow_pageviews"]
 
 
 def test_cold_status_records_one_queued_run(logged_in):
-    logged_in.get(STATUS_URL)
+    logged_in.post(STATUS_URL)
     run = db.session.scalars(select(ReportRun)).one()
     assert (run.status, run.report, run.params) == ("queued", "slow_pageviews", DEFAULTS.as_dict())
     assert run.task_id
 
 
 def test_burst_of_requests_on_cold_cache_enqueues_nothing_more(logged_in, redis_client):
-    logged_in.get(STATUS_URL)
-    responses = [logged_in.get(STATUS_URL) for _ in range(50)]
+    logged_in.post(STATUS_URL)
+    responses = [logged_in.post(STATUS_URL) for _ in range(50)]
     assert all(is_polling(response.text) for response in responses)
     assert queued_reports(redis_client) == 1
     assert run_count() == 1
 
 
-def test_cold_page_includes_polling_card(logged_in):
+def test_cold_page_includes_a_card_that_asks_for_a_computation(logged_in, redis_client):
     response = logged_in.get(PAGE_URL)
     assert response.status_code == 200
     assert 'id="report-card"' in response.text
-    assert 'data-polling="true"' in response.text
+    assert 'data-wants-refresh="true"' in response.text
+    assert queued_reports(redis_client) == 0
 
 
 def test_different_params_get_their_own_task(logged_in, redis_client):
-    logged_in.get(STATUS_URL)
-    logged_in.get(STATUS_URL, query_string={"days": 7})
+    logged_in.post(STATUS_URL)
+    logged_in.post(STATUS_URL, query_string={"days": 7})
     assert queued_reports(redis_client) == 2
 
 
@@ -197,7 +205,7 @@ def test_card_shows_progress_while_computing(logged_in, redis_client):
 
 
 def test_card_stops_polling_once_result_is_stored(logged_in, seeded):
-    logged_in.get(STATUS_URL)
+    logged_in.post(STATUS_URL)
     compute_as_worker()
     response = logged_in.get(STATUS_URL)
     assert response.status_code == 200
@@ -222,12 +230,13 @@ def test_card_lists_slowest_urls(logged_in, report):
 def test_fresh_result_enqueues_nothing(logged_in, report, redis_client):
     for _ in range(20):
         logged_in.get(STATUS_URL)
+        logged_in.post(STATUS_URL)
     assert queued_reports(redis_client) == 0
     assert run_count() == 0
 
 
 def test_post_forces_a_refresh_of_a_fresh_result(logged_in, report, redis_client):
-    response = logged_in.post(STATUS_URL)
+    response = logged_in.post(STATUS_URL, data={"force": "1"})
     assert response.status_code == 200
     assert is_polling(response.text)
     assert figures(response.text)["Slow views"] == f"{report['slow_views']:,}"
@@ -243,7 +252,7 @@ def test_stale_result_is_shown_marked_stale(logged_in, report, redis_client):
 
 def test_stale_result_enqueues_exactly_one_refresh_while_numbers_show(logged_in, report, redis_client):
     redis_client.delete(ReportKeys(DEFAULTS).fresh)
-    responses = [logged_in.get(STATUS_URL) for _ in range(50)]
+    responses = [logged_in.post(STATUS_URL) for _ in range(50)]
     assert all(figures(r.text)["Slow views"] == f"{report['slow_views']:,}" for r in responses)
     assert all(is_polling(r.text) for r in responses)
     assert queued_reports(redis_client) == 1
@@ -254,28 +263,31 @@ def test_stale_result_enqueues_exactly_one_refresh_while_numbers_show(logged_in,
 
 
 def test_failed_run_shows_message_and_retry_button(logged_in):
-    logged_in.get(STATUS_URL)
+    logged_in.post(STATUS_URL)
     fail_as_worker(message="the database is on fire")
     response = logged_in.get(STATUS_URL)
     assert "The last computation failed: RuntimeError: the database is on fire" in response.text
-    assert re.search(r'<button type="button" hx-post="[^"]+">Retry</button>', response.text)
+    assert re.search(
+        r'<button type="button" hx-post="[^"]+" hx-vals=\'\{"force": "1"\}\'>Retry</button>', response.text
+    )
     assert not is_polling(response.text)
 
 
 def test_card_after_failure_does_not_enqueue_again(logged_in, redis_client):
     """Else the polling card would re-run a failing report every second, forever."""
-    logged_in.get(STATUS_URL)
+    logged_in.post(STATUS_URL)
     fail_as_worker()
     for _ in range(5):
         logged_in.get(STATUS_URL)
+        logged_in.post(STATUS_URL)  # without force: a failed report waits for Retry
     assert queued_reports(redis_client) == 1
     assert run_count() == 1
 
 
 def test_retry_after_failure_enqueues_one_run(logged_in, redis_client):
-    logged_in.get(STATUS_URL)
+    logged_in.post(STATUS_URL)
     fail_as_worker()
-    response = logged_in.post(STATUS_URL)
+    response = logged_in.post(STATUS_URL, data={"force": "1"})
     assert is_polling(response.text)
     assert queued_reports(redis_client) == 2
     assert run_count() == 2
@@ -293,6 +305,20 @@ def test_success_clears_the_failure(logged_in, seeded):
     fail_as_worker()
     compute_as_worker()
     assert "failed" not in logged_in.get(STATUS_URL).text
+
+
+# --- per-user budget ---------------------------------------------------------------
+
+
+def test_each_user_may_start_only_so_many_computations_a_minute(app, logged_in, redis_client):
+    limit = app.config["REPORT_STARTS_PER_MINUTE"]
+    for days in range(1, limit + 1):  # each its own parameter set, each wanting a computation
+        assert logged_in.post(STATUS_URL, query_string={"days": days}).status_code == 200
+    refused = logged_in.post(STATUS_URL, query_string={"days": limit + 1})
+    assert refused.status_code == 429 and "data-limited" in refused.text
+    as_htmx = logged_in.post(STATUS_URL, query_string={"days": limit + 2}, headers={"HX-Request": "true"})
+    assert as_htmx.status_code == 200 and "data-limited" in as_htmx.text  # htmx swaps only 2xx
+    assert queued_reports(redis_client) == limit
 
 
 # --- CSRF -------------------------------------------------------------------------

@@ -71,9 +71,24 @@ def log_in(web):
 
 
 def get_card(web, cookies, params=None):
+    """The card as a browser has it: a GET, then the POST that a card wanting a computation
+    sends as it loads (htmx, with the page's CSRF token)."""
     response = requests.get(web.url + STATUS_PATH, params=params, cookies=cookies, timeout=30)
     assert response.status_code == 200, response.text[:500]
+    if 'data-wants-refresh="true"' not in response.text:
+        return response.text
+    headers = {"X-CSRFToken": page_csrf_token(web, cookies), "HX-Request": "true"}
+    response = requests.post(
+        web.url + STATUS_PATH, params=params, cookies=cookies, headers=headers, timeout=30
+    )
+    assert response.status_code == 200, response.text[:500]
     return response.text
+
+
+def page_csrf_token(web, cookies):
+    """The token htmx sends: the hx-headers of a dashboard page."""
+    page = requests.get(web.url + "/reports/slow-pageviews", cookies=cookies, timeout=30).text
+    return json.loads(re.search(r"hx-headers='([^']+)'", page).group(1))["X-CSRFToken"]
 
 
 def burst(web, cookies, count, params=None):
@@ -221,7 +236,7 @@ def test_failing_computation_is_recorded_and_shown(broken_page_views, user, proc
     assert error["message"].split(":")[0] in run.error
     html = get_card(web, cookies)
     assert "The last computation failed" in html
-    assert re.search(r'hx-post="[^"]+">Retry</button>', html)
+    assert re.search(r'hx-post="[^"]+" hx-vals=\'\{"force": "1"\}\'>Retry</button>', html)
     assert not is_polling(html)
     assert len(runs()) == 1  # the card showing the failure did not start another run
 

@@ -61,11 +61,11 @@ def slow_pageviews_command(days, min_ms, url_contains, in_process, timeout):
 
 def wait_for_worker_result(params, timeout):
     deadline = time.monotonic() + timeout
-    status = coordinator.request_report(params)
+    status = coordinator.request_report(params, start=True)
     if status.failed:
         # A failure stops automatic refreshes (see coordinator.needs_refresh);
         # running the command is an explicit request, so it retries.
-        status = coordinator.request_report(params, force=True)
+        status = coordinator.request_report(params, force=True, start=True)
     while status.result is None or status.is_stale:
         if status.error and not status.busy:
             raise click.ClickException(f"report failed: {status.error['message']}")
@@ -74,5 +74,5 @@ def wait_for_worker_result(params, timeout):
                 "no worker answered in time (is `celery -A celery_worker worker` running?)"
             )
         time.sleep(0.5)
-        status = coordinator.request_report(params)
+        status = coordinator.request_report(params, start=True)
     return status.result["report"]

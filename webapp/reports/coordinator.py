@@ -11,7 +11,9 @@ they read what these Redis keys say. Per parameter set there are these keys:
     :progress  {"done", "total"} while computing
     :error     the last failure, until the next success
 
-A request that finds no fresh result runs one Lua script: unless a task is
+Only a POST starts a computation (a GET shows what there is; a card that
+wants a fresh result posts for it when it loads), and each user may start
+``REPORT_STARTS_PER_MINUTE`` a minute. A POST that finds no fresh result runs one Lua script: unless a task is
 working or already sent, it sets ``:sent`` with ``SET NX`` and only then
 enqueues. So a burst of a hundred requests enqueues one task. The task
 sets ``:working`` before it clears ``:sent``, so there is never a moment
@@ -33,6 +35,7 @@ from redis import RedisError
 
 from tasks.reports import compute_slow_pageviews, record_run_failure, record_run_success
 from webapp.extensions import db
+from webapp.keys import app_key
 from webapp.models import ReportRun
 from webapp.redis_client import cached_script, worker_redis
 from webapp.reports.params import SlowReportParams
@@ -41,11 +44,17 @@ from webapp.reports.report_keys import REPORT_NAME, ReportKeys
 # XFetch's beta: >1 refreshes earlier, <1 later.
 EARLY_REFRESH_BETA = 1.0
 
+# KEYS: fresh, sent, working, the user's starts this minute. ARGV: sent TTL, ignore fresh,
+# sent value, the user's limit a minute (-1: none). 1: claimed; 0: not needed; -1: over budget.
 CLAIM_REFRESH = """
 if ARGV[2] ~= '1' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
-if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[1]) then return 1 end
-return 0
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local limit = tonumber(ARGV[4])
+if limit >= 0 and tonumber(redis.call('GET', KEYS[4]) or '0') >= limit then return -1 end
+redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[1])
+if redis.call('INCR', KEYS[4]) == 1 then redis.call('EXPIRE', KEYS[4], 60) end
+return 1
 """
 
 
@@ -59,6 +68,8 @@ class ReportStatus:
     progress: dict | None
     error: dict | None
     enqueued: bool = False
+    wants_refresh: bool = False  # missing or stale, nothing running: the card asks for one (POST)
+    limited: bool = False  # this user started too many computations this minute
 
     @property
     def busy(self):
@@ -97,13 +108,19 @@ def read_status(params):
     )
 
 
-def request_report(params, force=False):
-    """Return the report's status, enqueueing one computation if it needs one."""
+def request_report(params, force=False, start=False, user_id=None):
+    """Return the report's status. With ``start`` (a POST), enqueue one computation if it
+    needs one (``force``: even if fresh), within the user's budget of starts a minute."""
     status = read_status(params)
     wants_refresh = force or needs_refresh(status)
-    if wants_refresh and not status.busy and claim_refresh(params, force or status.fresh):
+    status.wants_refresh = wants_refresh and not status.busy
+    if not (start and status.wants_refresh):
+        return status
+    claimed = claim_refresh(params, force or status.fresh, user_id)
+    if claimed == 1:
         status.enqueued = True
         enqueue(params)
+    status.limited = claimed == -1
     return status
 
 
@@ -128,15 +145,20 @@ def early_refresh_due(result, now=None):
     return now + result["duration"] * EARLY_REFRESH_BETA * jitter >= result["fresh_until"]
 
 
-def claim_refresh(params, ignore_fresh):
+def claim_refresh(params, ignore_fresh, user_id=None):
+    """1 if this request may enqueue (it set ``:sent``), 0 if none is needed or one is already
+    on its way, -1 if the user started ``REPORT_STARTS_PER_MINUTE`` this minute (the CLI,
+    ``user_id`` None, has no budget). One script: claim and count are one step."""
     keys = ReportKeys(params)
     client = worker_redis()
     script = cached_script(client, CLAIM_REFRESH)
     sent_ttl = current_app.config["REPORT_SENT_TTL_SECONDS"]
-    claimed = script(
-        keys=[keys.fresh, keys.sent, keys.working], args=[sent_ttl, "1" if ignore_fresh else "0", "1"]
+    limit = -1 if user_id is None else current_app.config["REPORT_STARTS_PER_MINUTE"]
+    budget = app_key("report-starts", str(user_id))
+    return script(
+        keys=[keys.fresh, keys.sent, keys.working, budget],
+        args=[sent_ttl, "1" if ignore_fresh else "0", "1", limit],
     )
-    return claimed == 1
 
 
 def enqueue(params):
@@ -169,11 +191,11 @@ def forget_claim(params, message):
         pass  # the sentinel expires by itself
 
 
-def report_card_context(source, force=False):
+def report_card_context(source, force=False, start=False, user_id=None):
     """Template variables for the status card; never raises for Redis trouble."""
     params = SlowReportParams.parse(source)
     try:
-        status = request_report(params, force=force)
+        status = request_report(params, force=force, start=start, user_id=user_id)
     except RedisError as exc:
         return {"params": params, "status": None, "unavailable": f"Redis is unavailable: {exc}"}
     return {"params": params, "status": status, "unavailable": None}

@@ -1,13 +1,13 @@
 """The slow-page report in the dashboard: its page and its self-replacing status card.
 
-One URL for the card: GET reports the status (and starts a computation if
-the result is missing or stale), POST forces a refresh. While a computation
+One URL for the card: GET reports the status, POST starts a computation
+(see ``coordinator``: only a POST starts one, within a per-user budget). While a computation
 runs, the card carries its own polling trigger; once done it comes back
 without one, so polling stops by itself.
 """
 
 from flask import Blueprint, render_template, request
-from flask_login import login_required
+from flask_login import current_user, login_required
 
 from webapp.extensions import db
 from webapp.models import ReportRun
@@ -43,8 +43,18 @@ def runs_fragment():
 @bp.route("/slow-pageviews/status", methods=["GET", "POST"])
 @login_required
 def slow_pageviews_status():
+    """GET: the card as it is. POST: start a computation if one is needed (``force=1``:
+    even over a fresh result), within the user's budget."""
+    starting = request.method == "POST"
     try:
-        context = coordinator.report_card_context(request.args, force=request.method == "POST")
+        context = coordinator.report_card_context(
+            request.args,
+            force=starting and request.form.get("force") == "1",
+            start=starting,
+            user_id=current_user.id,
+        )
     except InvalidReportParams as exc:
         return render_template("reports/_status_error.html", error=str(exc)), 400
-    return render_template("reports/_status.html", **context)
+    status = context["status"]
+    limited = status is not None and status.limited and not request.htmx  # htmx swaps only 2xx
+    return render_template("reports/_status.html", **context), 429 if limited else 200
