@@ -219,9 +219,24 @@ class PipelineCounter(db.Model):
     value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class Site(db.Model):
+    """A website that sends page views with the tracker script: its public key is printed in
+    the site's pages (it only lets browsers send views) and views come only from ``origins``."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    public_key: Mapped[str] = mapped_column(String(32), unique=True)
+    origins: Mapped[list] = mapped_column(JSON)  # ["https://www.example.com", ...]
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    owner: Mapped[User | None] = relationship()
+
+
 class PageView(db.Model):
     """One page view reported by a site: its URL, when, and how long the server took; the
-    event id makes a view delivered twice count once."""
+    event id makes a view delivered twice count once. Views from the tracker script carry
+    their site, referrer and full load time; views sent to the API have none of them."""
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     url: Mapped[str] = mapped_column(String(URL_MAX_LENGTH))
@@ -230,8 +245,12 @@ class PageView(db.Model):
     # Set for views that came through the ingest buffer (dedup on redelivery);
     # NULL for seeded rows, which a unique index allows any number of.
     event_id: Mapped[str | None] = mapped_column(String(32))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id", ondelete="SET NULL"))
+    referrer: Mapped[str | None] = mapped_column(String(REFERRER_MAX_LENGTH))
+    load_time_ms: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
+        Index("ix_page_view_site_created", "site_id", "created_at"),
         # Partial, so bulk-seeded rows (no event id) cost the index nothing.
         Index(
             "ux_page_view_event_id",

@@ -8,12 +8,17 @@ from flask import current_app, has_request_context, request
 EDITABLE = ("slug", "url", "title", "tags", "redirect_code", "enabled", "expires_at", "max_clicks")
 
 
-def short_url(slug):
-    """PUBLIC_BASE_URL if set, else the host the request came to (CLI: localhost)."""
+def public_base():
+    """Where the outside reaches this install: PUBLIC_BASE_URL if set, else the host the
+    request came to (one of TRUSTED_HOSTS; the CLI: localhost), without a trailing slash."""
     base = current_app.config["PUBLIC_BASE_URL"]
     if not base:
         base = request.host_url if has_request_context() else "http://127.0.0.1:8000/"
-    return f"{base.rstrip('/')}/r/{slug}"
+    return base.rstrip("/")
+
+
+def short_url(slug):
+    return f"{public_base()}/r/{slug}"
 
 
 def iso(moment):

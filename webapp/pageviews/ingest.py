@@ -2,7 +2,10 @@
 
 A page view travels as one line of tab-separated fields, like a click:
 event id, Unix time, response time in ms, url (last: the only long one; a
-valid url has no tab or newline). The line is written to this process's
+valid url has no tab or newline). A view from the tracker script
+(``webapp.collect``) has three more before the url: its site id, its full
+load time in ms and its referrer (tabs blanked); a line's field count says
+which it is, so spools written before either kind are still read. The line is written to this process's
 page-view spool (``PageViewLog``) before the request is answered 202, and
 shipped from there to its own Redis Stream, so page views survive what
 clicks survive: Redis down, or Redis restarting without its data.
@@ -23,11 +26,12 @@ from webapp import spool, spool_files
 from webapp.dedup import rows_not_yet_recorded
 from webapp.drains import StreamDrain
 from webapp.event_ids import new_event_id
-from webapp.models import URL_MAX_LENGTH, PageView
+from webapp.models import REFERRER_MAX_LENGTH, URL_MAX_LENGTH, PageView
 from webapp.redis_client import background_redis
 from webapp.streams import StreamBuffer
 
 MAX_BATCH = 1000
+LINE_BREAKERS = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
 MAX_RESPONSE_MS = 3_600_000
 MAX_AGE_SECONDS = 366 * 86400
 MAX_FUTURE_SECONDS = 300
@@ -139,15 +143,34 @@ def valid_timestamp(value, where, now):
     return seconds
 
 
+def tracked_view_line(site_id, url, referrer, server_ms, load_ms, now=None):
+    """The spool line of a view the tracker script sent (values already validated)."""
+    referrer = (referrer or "")[:REFERRER_MAX_LENGTH].translate(LINE_BREAKERS)
+    seconds = time.time() if now is None else now
+    return f"{new_event_id()}\t{seconds:.3f}\t{server_ms}\t{site_id}\t{load_ms}\t{referrer}\t{url}"
+
+
 def pageview_row(line):
     """The row of a spool line; None for a malformed one (a torn write)."""
     try:
-        event_id, seconds, response_ms, url = line.split("\t", 3)
+        fields = line.split("\t")
+        if len(fields) == 7:
+            event_id, seconds, response_ms, site_id, load_ms, referrer, url = fields
+        else:
+            (event_id, seconds, response_ms, url), site_id, load_ms, referrer = (
+                line.split("\t", 3),
+                "",
+                "",
+                "",
+            )
         return {
             "event_id": event_id[:32],
             "url": url,
             "response_time_ms": int(response_ms),
             "created_at": datetime.fromtimestamp(float(seconds), UTC).replace(tzinfo=None),
+            "site_id": int(site_id) if site_id else None,
+            "load_time_ms": int(load_ms) if load_ms else None,
+            "referrer": referrer or None,
         }
     except (AttributeError, TypeError, ValueError, OverflowError):
         return None
