@@ -3,7 +3,7 @@
 import os
 import sys
 
-from flask import Flask, Request, render_template
+from flask import Flask, Request, current_app, render_template, send_from_directory
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import SecurityError
 
@@ -113,12 +113,26 @@ def register_blueprints(app):
     app.register_blueprint(auth_views.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(report_views.bp)
+    app.add_url_rule("/favicon.ico", "favicon", favicon)
+
+
+def favicon():
+    """Browsers ask for /favicon.ico whatever the page links: answer with the SVG icon."""
+    return send_from_directory(
+        current_app.static_folder, "favicon.svg", mimetype="image/svg+xml", max_age=86400
+    )
 
 
 def register_errorhandlers(app):
     def render_error(error):
         code = getattr(error, "code", 500)
-        return render_template("error.html", code=code, description=getattr(error, "description", "")), code
+        page = render_template(
+            "error.html",
+            code=code,
+            name=getattr(error, "name", "Error"),
+            description=getattr(error, "description", ""),
+        )
+        return page, code
 
     for code in (400, 401, 403, 404, 405, 413, 429, 500):
         app.errorhandler(code)(render_error)

@@ -2,7 +2,7 @@
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from htmx_flask import make_response as htmx_response
@@ -68,8 +68,8 @@ def login():
             adopt_browser_time_zone(user, request.form.get("tz", ""))
             return redirect(safe_next(request.args.get("next")))
         throttle.record_failure(keys)
-        flash("Wrong email or password.", "error")
-        return render_template("auth/login.html", form=form), 401
+        # On the form, tied to both fields (which one was wrong is not said).
+        return render_template("auth/login.html", form=form, error="Wrong email or password."), 401
     return render_template("auth/login.html", form=form)
 
 
