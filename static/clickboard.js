@@ -1,5 +1,8 @@
-// Clickboard's own script, loaded by the layout (deferred). Nothing here is needed
-// for a page to work; it only keeps ARIA state true after htmx swaps.
+// Clickboard's own script, loaded by the layout (deferred), after htmx. Pages work without
+// it except for live refreshes; it keeps ARIA state true after htmx swaps, polls live
+// regions, asks before destructive forms, fills in the browser's time zone and shows copy
+// buttons. Everything here is a file because the Content-Security-Policy allows no inline
+// script, no inline event handler and no eval.
 
 // Inline validation swaps a form's error messages (each <p data-field="url" id="url-error">)
 // in place: tie each to its field (aria-invalid, aria-describedby), untie fields without one.
@@ -38,3 +41,51 @@ function labelTableCells(root) {
 }
 document.addEventListener("DOMContentLoaded", () => labelTableCells(document));
 document.addEventListener("htmx:afterSettle", (event) => labelTableCells(event.detail.target.parentElement || document));
+
+// Live regions: every element with data-live-seconds asks htmx to refresh it (its hx-trigger
+// is "cb:poll") at that interval, only while the tab is visible. htmx's own filter syntax
+// ("every 5s [document.visibilityState === 'visible']") is evaluated with eval, which the
+// Content-Security-Policy forbids; this file is the whole of what it did.
+(function () {
+  function poll() {
+    if (document.visibilityState !== "visible") return;
+    const now = Date.now();
+    document.querySelectorAll("[data-live-seconds]").forEach((region) => {
+      const due = Number(region.dataset.liveDue || 0);
+      if (now >= due) {
+        region.dataset.liveDue = String(now + Number(region.dataset.liveSeconds) * 1000);
+        if (due) htmx.trigger(region, "cb:poll");
+      }
+    });
+  }
+  setInterval(poll, 250);
+  document.addEventListener("visibilitychange", poll);
+})();
+
+// Forms with data-confirm ask before they are sent (a delete, a revoke). An inline onsubmit
+// would do the same, but the Content-Security-Policy forbids inline handlers.
+document.addEventListener("submit", (event) => {
+  const message = event.target.dataset.confirm;
+  if (message && !window.confirm(message)) event.preventDefault();
+});
+
+// Copy buttons: shown only where the Clipboard API exists; the text stays selectable without JS.
+document.querySelectorAll("button.copy").forEach((button) => {
+  if (!navigator.clipboard) return;
+  button.hidden = false;
+  button.addEventListener("click", async () => {
+    await navigator.clipboard.writeText(document.querySelector(button.dataset.copy).textContent.trim());
+    button.textContent = "Copied";
+    setTimeout(() => { button.textContent = "Copy"; }, 1500);
+  });
+});
+
+// Fills every <input data-browser-time-zone> with this browser's IANA time zone, so the
+// dashboard can show days and hours in it (see the login and settings forms).
+document.querySelectorAll("input[data-browser-time-zone]").forEach((input) => {
+  try {
+    input.value = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+  } catch (error) {
+    input.value = "";
+  }
+});

@@ -3,7 +3,7 @@ redirect (whose fast path answers without Flask, so the list is shared with it).
 
 The policy allows no inline script or style and nothing from another
 origin: every script is a file under ``static/`` (htmx's polling filters,
-which htmx would ``eval``, are replaced by ``static/js/live.js``). The API's
+which htmx would ``eval``, are replaced by ``static/clickboard.js``). The API's
 docs page runs Redoc, which styles itself inline and starts a worker from a
 blob: it gets those two allowances and nothing else. HSTS is sent when the
 public address is https: a browser that saw it never uses plain http again.
