@@ -267,6 +267,9 @@ def load_config(environ=os.environ):
         "TRUSTED_HOSTS": comma_list("TRUSTED_HOSTS"),
         # Seconds between refreshes of every live dashboard region; 0: each its own (3 to 10 s).
         "DASHBOARD_POLL_SECONDS": number("DASHBOARD_POLL_SECONDS", 0, int),
+        # Tracked page views (POST /collect/<key>) a minute, per site and per client address.
+        "COLLECT_SITE_PER_MINUTE": number("COLLECT_SITE_PER_MINUTE", 6000, int),
+        "COLLECT_CLIENT_PER_MINUTE": number("COLLECT_CLIENT_PER_MINUTE", 60, int),
         # Report computations each user may start a minute (a GET starts none).
         "REPORT_STARTS_PER_MINUTE": number("REPORT_STARTS_PER_MINUTE", 10, int),
         # The report: fresh for this long, the last result kept this long,

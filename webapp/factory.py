@@ -10,6 +10,7 @@ from werkzeug.exceptions import SecurityError
 from webapp import (
     PROJECT_ROOT,
     cli,
+    collect,
     dashboard,
     devstate,
     health,
@@ -45,17 +46,21 @@ class JSONProvider(DefaultJSONProvider):
 
 
 class ClickboardRequest(Request):
-    """Bodies are capped at ``MAX_CONTENT_LENGTH``, except the upload of a file to import.
+    """Bodies are capped at ``MAX_CONTENT_LENGTH``, except where an endpoint needs another cap:
+    the upload of a file to import (larger), a tracked page view (smaller).
 
     The cap must be known before the body is read, which Flask-WTF's CSRF
     check does ahead of the view; the endpoint is matched by then.
     """
 
-    UPLOADS = {"dashboard.import_preview": IMPORT_MAX_BYTES + 64 * 1024}  # the file and the form around it
+    BODY_LIMITS = {
+        "dashboard.import_preview": IMPORT_MAX_BYTES + 64 * 1024,  # the file and the form around it
+        "collect.collect": collect.MAX_BODY,  # one page view from anyone: small
+    }
 
     @property
     def max_content_length(self):
-        return self.UPLOADS.get(self.endpoint) or super().max_content_length
+        return self.BODY_LIMITS.get(self.endpoint) or super().max_content_length
 
 
 def create_app(test_config=None):
@@ -110,6 +115,8 @@ def register_blueprints(app):
     app.register_blueprint(api_bp)
     csrf.exempt(api_bp)  # bearer tokens, not cookies: nothing for CSRF to forge
     app.register_blueprint(health.bp)
+    app.register_blueprint(collect.bp)
+    csrf.exempt(collect.bp)  # public and cookie-free: the Origin check is its defence
     app.register_blueprint(auth_views.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(report_views.bp)

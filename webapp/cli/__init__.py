@@ -1,6 +1,6 @@
 """``flask`` commands. Each module adds one group; ``init_app`` registers them all."""
 
-from webapp.cli import accounts, links, reports, setup
+from webapp.cli import accounts, links, reports, setup, sites
 
 
 def init_app(app):
@@ -12,5 +12,6 @@ def init_app(app):
         reports.seed,
         reports.report,
         setup.setup,
+        sites.sites_group,
     ):
         app.cli.add_command(group)

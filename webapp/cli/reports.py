@@ -42,13 +42,16 @@ def report():
 @click.option("--days", default="30", show_default=True)
 @click.option("--min-ms", default="1000", show_default=True)
 @click.option("--url-contains", default="blog", show_default=True)
+@click.option("--site", default="", help="Only this tracked site's views (its key, from flask sites list).")
 @click.option("--now", "in_process", is_flag=True, help="Compute here instead of asking a worker.")
 @click.option("--timeout", default=120, show_default=True, help="Seconds to wait for a worker.")
 @with_appcontext
-def slow_pageviews_command(days, min_ms, url_contains, in_process, timeout):
+def slow_pageviews_command(days, min_ms, url_contains, site, in_process, timeout):
     """Print the slow page-view report as JSON."""
     try:
-        params = SlowReportParams.parse({"days": days, "min_ms": min_ms, "url_contains": url_contains})
+        params = SlowReportParams.parse(
+            {"days": days, "min_ms": min_ms, "url_contains": url_contains, "site": site}
+        )
     except InvalidReportParams as exc:
         raise click.BadParameter(str(exc)) from None
     if in_process:

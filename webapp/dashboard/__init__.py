@@ -16,4 +16,4 @@ def require_login():
     """Every dashboard route, page or fragment, is for logged-in users only."""
 
 
-from webapp.dashboard import home, insights, link_edit, link_import, links, ops, settings, tokens  # noqa: E402,F401  (register routes on bp)
+from webapp.dashboard import home, insights, link_edit, link_import, links, ops, settings, sites, tokens  # noqa: E402,F401  (register routes on bp)

@@ -16,7 +16,7 @@ from datetime import datetime, time, timedelta
 
 from sqlalchemy import func, select
 
-from webapp.models import PageView
+from webapp.models import PageView, Site
 from webapp.search import LIKE_ESCAPE, contains_pattern
 
 SLOWEST_URLS = 10
@@ -69,6 +69,9 @@ def window_filter(conn, params, start, end):
     conditions = [PageView.created_at >= start, PageView.created_at < end]
     if params.url_contains:
         conditions.append(url_matches(conn, params.url_contains))
+    if params.site:
+        site_id = select(Site.id).where(Site.public_key == params.site).scalar_subquery()
+        conditions.append(PageView.site_id == site_id)
     return conditions
 
 

@@ -10,7 +10,7 @@ from flask import Blueprint, render_template, request
 from flask_login import current_user, login_required
 
 from webapp.extensions import db
-from webapp.models import ReportRun
+from webapp.models import ReportRun, Site
 from webapp.reports import coordinator
 from webapp.reports.params import InvalidReportParams
 
@@ -27,11 +27,16 @@ def recent_runs():
 @login_required
 def slow_pageviews_page():
     page = "reports/slow_pageviews.html"
+    known = {
+        "runs": recent_runs(),
+        "args": request.args,
+        "sites": db.session.scalars(db.select(Site).order_by(Site.name)).all(),
+    }
     try:
         context = coordinator.report_card_context(request.args)
     except InvalidReportParams as exc:
-        return render_template(page, error=str(exc), runs=recent_runs(), args=request.args), 400
-    return render_template(page, runs=recent_runs(), args=request.args, **context)
+        return render_template(page, error=str(exc), **known), 400
+    return render_template(page, **known, **context)
 
 
 @bp.get("/slow-pageviews/runs")
