@@ -20,13 +20,14 @@ from webapp.links.access import visible_link_ids
 from webapp.models import DIMENSIONS, Link, utcnow
 from webapp.request_args import optional_id
 
+# Each table's title, and its first column's header.
 TABLE_TITLES = {
-    "referrer": "Referrers",
-    "country": "Countries",
-    "device": "Devices",
-    "os": "Operating systems",
-    "browser": "Browsers",
-    "bot": "Bots",
+    "referrer": ("Referrers", "Referrer"),
+    "country": ("Countries", "Country"),
+    "device": ("Devices", "Device"),
+    "os": ("Operating systems", "Operating system"),
+    "browser": ("Browsers", "Browser"),
+    "bot": ("Bots", "Bot"),
 }
 TABLE_ROWS = 10
 
@@ -87,7 +88,7 @@ def tables_context(link_id):
         "tables": [
             (
                 dimension,
-                TABLE_TITLES[dimension],
+                *TABLE_TITLES[dimension],
                 [
                     (analytics.label(dimension, value), clicks)
                     for value, clicks in analytics.table(ids, period, dimension, TABLE_ROWS)

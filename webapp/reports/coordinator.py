@@ -117,6 +117,8 @@ def request_report(params, force=False, start=False, user_id=None):
     if not (start and status.wants_refresh):
         return status
     claimed = claim_refresh(params, force or status.fresh, user_id)
+    if claimed == 0:
+        return read_status(params)  # another request's computation is on its way: show that one
     if claimed == 1:
         status.enqueued = True
         enqueue(params)
