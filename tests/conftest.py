@@ -25,7 +25,7 @@ from flask_migrate import upgrade
 from sqlalchemy import create_engine, text
 
 from tests import browser as chromium
-from tests import services
+from tests import nginx, services
 from tests.broker import purge_queues
 from tests.browser import artifacts, browser  # noqa: F401  (fixtures for the browser tests)
 from tests.dashboard_helpers import ADMIN_EMAIL, ADMIN_PASSWORD, logged_in
@@ -45,16 +45,17 @@ XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 TEST_DATABASE_URL = services.worker_database_url(os.environ.get("TEST_DATABASE_URL"), XDIST_WORKER)
 TEST_BROKER_URL = services.worker_broker_url(os.environ.get("TEST_BROKER_URL"), XDIST_WORKER)
 IN_PROCESS_CONFIG = {"TESTING": True, "CLICK_SHIP_INTERVAL": 3600}
-# Under CI a test that needs Chromium or PostgreSQL fails instead of skipping:
+# Under CI a test that needs Chromium, nginx or PostgreSQL fails instead of skipping:
 # a green run must have run them (CI's SQLite pass deselects the PostgreSQL-only ones).
 CI = os.environ.get("CI") == "true"
-REQUIRED_IN_CI = ("browser", "postgres")
+REQUIRED_IN_CI = ("browser", "nginx", "postgres")
 
 
 def pytest_collection_modifyitems(items):
-    """Skip, saying why, the tests whose service is missing here (``browser``, ``postgres`` marks)."""
+    """Skip, saying why, the tests whose service is missing here (``browser``, ``nginx``, ``postgres`` marks)."""
     missing = {
         "browser": chromium.missing_reason(),
+        "nginx": nginx.missing_reason(),
         "postgres": None if TEST_DATABASE_URL else "needs PostgreSQL: set TEST_DATABASE_URL",
     }
     for item in items:
@@ -65,7 +66,7 @@ def pytest_collection_modifyitems(items):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Under CI=true, a skipped browser or PostgreSQL test is a failure: its service must be there."""
+    """Under CI=true, a skipped browser, nginx or PostgreSQL test is a failure: its service must be there."""
     report = yield
     if CI and report.skipped and any(item.get_closest_marker(mark) for mark in REQUIRED_IN_CI):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr

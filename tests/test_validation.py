@@ -99,6 +99,125 @@ def test_normalise_url_rejects_with_a_useful_message(raw, message):
         normalise_url(raw)
 
 
+# --- normalise_url: hosts as browsers read them -----------------------------
+# A stored target must mean the same host to the browser that follows the
+# redirect as to us (and the link checker): the WHATWG URL standard decides.
+
+BACKSLASH = "backslash before its path"
+FORBIDDEN = "browsers do not allow in a host name"
+NOT_IPV4 = "not a valid IPv4 address"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        # Browsers read "\\" as "/" in http(s) URLs: these go to evil.com there.
+        ("https://evil.com\\.example.com/", BACKSLASH),
+        ("https://evil.com\\@example.com/", BACKSLASH),
+        ("https://example.com\\", BACKSLASH),
+        ("https://example.com:8080\\evil", BACKSLASH),
+        ("https://\\\\evil.com/", BACKSLASH),
+        ("https:/\\evil.com/", BACKSLASH),
+        ("http:\\\\evil.com\\path", BACKSLASH),
+        # Forbidden host code points, as typed or percent-encoded.
+        ("https://exa<mple.com/", FORBIDDEN),
+        ("https://exa>mple.com/", FORBIDDEN),
+        ("https://exa^mple.com/", FORBIDDEN),
+        ("https://exa|mple.com/", FORBIDDEN),
+        ("https://a%2fb.example/", FORBIDDEN),  # /
+        ("https://a%2Fb.example/", FORBIDDEN),
+        ("https://a%5cb.example/", FORBIDDEN),  # \\
+        ("https://a%40b.example/", FORBIDDEN),  # @
+        ("https://a%3ab.example/", FORBIDDEN),  # :
+        ("https://a%3fb.example/", FORBIDDEN),  # ?
+        ("https://a%23b.example/", FORBIDDEN),  # #
+        ("https://a%20b.example/", FORBIDDEN),  # space
+        ("https://a%00b.example/", FORBIDDEN),  # NUL
+        ("https://a%09b.example/", FORBIDDEN),  # tab
+        ("https://a%7fb.example/", FORBIDDEN),  # DEL
+        ("https://a%1bb.example/", FORBIDDEN),  # ESC
+        ("https://a%3cb.example/", FORBIDDEN),  # <
+        ("https://a%5bb.example/", FORBIDDEN),  # [
+        ("https://a%5db.example/", FORBIDDEN),  # ]
+        ("https://a%5eb.example/", FORBIDDEN),  # ^
+        ("https://a%7cb.example/", FORBIDDEN),  # |
+        ("https://a%2525b.example/", FORBIDDEN),  # decodes once, to a "%"
+        ("https://a%zzb.example/", FORBIDDEN),  # not an escape: a bare "%"
+        ("https://a%b.example/", FORBIDDEN),
+        ("https://a%ffb.example/", "invalid host name"),  # not UTF-8
+        # A host that ends in a number is an IPv4 address to browsers, or invalid.
+        ("http://example.123/", NOT_IPV4),
+        ("http://1.2.3.4.5/", NOT_IPV4),
+        ("http://256.1.1.1/", NOT_IPV4),
+        ("http://1.2.3.256/", NOT_IPV4),
+        ("http://1.2.65536/", NOT_IPV4),
+        ("http://4294967296/", NOT_IPV4),
+        ("http://0x100000000/", NOT_IPV4),
+        ("http://08/", NOT_IPV4),  # a leading 0 is octal, and 8 is no octal digit
+        ("http://0x7g.1/", NOT_IPV4),
+        ("http://1..2/", "invalid host name"),
+        # IPv6 literals browsers refuse.
+        ("http://[fe80::1%25eth0]/", "zone"),
+        ("http://[v1.x]/", "IPv6"),
+    ],
+)
+def test_normalise_url_rejects_hosts_browsers_read_differently(raw, message):
+    with pytest.raises(InvalidLink, match=re.escape(message)):
+        normalise_url(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalised"),
+    [
+        # Numeric shortcuts, written as the dotted quad browsers (and getaddrinfo) take them for.
+        ("http://0x7f.1/", "http://127.0.0.1/"),
+        ("http://0x7F.1/", "http://127.0.0.1/"),
+        ("http://2130706433/", "http://127.0.0.1/"),
+        ("http://0x7f000001/", "http://127.0.0.1/"),
+        ("http://017700000001/", "http://127.0.0.1/"),
+        ("http://0177.0.0.1/", "http://127.0.0.1/"),
+        ("http://127.1/", "http://127.0.0.1/"),
+        ("http://127.0.1/", "http://127.0.0.1/"),
+        ("http://10.0x10.1/", "http://10.16.0.1/"),
+        ("http://192.168.0x1.01/", "http://192.168.1.1/"),
+        ("http://0x8.0x8.0x8.0x8:8080/dns", "http://8.8.8.8:8080/dns"),
+        ("http://1.2.3.0x/", "http://1.2.3.0/"),  # "0x" alone is 0 to browsers
+        ("http://4294967295/", "http://255.255.255.255/"),
+        ("http://8.8.8.8./", "http://8.8.8.8/"),
+        ("https://１２７.０.０.１/", "https://127.0.0.1/"),  # full-width digits
+        ("https://8.8.8.8/", "https://8.8.8.8/"),
+        # Percent-escapes in a host are decoded, as browsers do.
+        ("https://ex%61mple.com/", "https://example.com/"),
+        ("https://EX%41MPLE.com/", "https://example.com/"),
+        ("https://b%C3%BCcher.example/", "https://xn--bcher-kva.example/"),
+        ("https://example.com%2e/", "https://example.com/"),
+        ("https://%31%32%37.1/", "https://127.0.0.1/"),
+        # Full-width letters are the same letters; underscores are allowed.
+        ("https://ＥＸＡＭＰＬＥ.com/", "https://example.com/"),
+        ("https://under_score.example/", "https://under_score.example/"),
+        ("https://0abc.example/", "https://0abc.example/"),  # a number only in a label that is not last
+        ("https://1.example/", "https://1.example/"),
+        ("https://example.0a/", "https://example.0a/"),  # "0a" is no number
+        # IPv6 literals in their shortest form.
+        ("http://[0:0:0:0:0:0:0:1]/", "http://[::1]/"),
+        ("http://[::FFFF:127.0.0.1]/", "http://[::ffff:7f00:1]/"),
+        ("http://[2001:DB8:0::1]:8080/a", "http://[2001:db8::1]:8080/a"),
+        # A backslash after the host is the path's business: same host either way.
+        ("https://example.com/a\\b", "https://example.com/a\\b"),
+        ("https://example.com/?q=a\\b", "https://example.com/?q=a\\b"),
+    ],
+)
+def test_normalise_url_writes_hosts_as_browsers_read_them(raw, normalised):
+    assert normalise_url(raw) == normalised
+
+
+@pytest.mark.parametrize("char", ["\uff0f", "\uff20", "\uff1a", "\uff03", "\uff1f", "\ufe6b"])
+def test_full_width_delimiters_in_the_host_are_refused(char):
+    # NFKC, which IDNA applies, turns these into "/", "@", ":", "#", "?" and "@":
+    # accepted, they would move the host's end once the URL is written out.
+    assert accepted(f"https://example.com{char}evil.example/") is None
+
+
 # --- normalise_url: accepted ------------------------------------------------
 
 

@@ -4,8 +4,10 @@ The URLs are typed by users, so the fetch is the classic SSRF risk and is
 fenced in accordingly:
 
 - the host is resolved here and every address it resolves to must be a
-  public one (no loopback, private, link-local (cloud metadata), multicast
-  or reserved ranges), unless the host is in ``allowed_hosts``;
+  public one (``is_public``: no loopback, private, CGNAT, link-local (cloud
+  metadata), site- or unique-local, multicast, documentation or reserved
+  ranges, nor an IPv6 address that carries or routes to one of those:
+  IPv4-mapped, NAT64, 6to4, Teredo), unless the host is in ``allowed_hosts``;
 - the connection goes to the address that was checked, never to a second
   lookup that could answer differently (DNS rebinding), with TLS still
   verified against the host name;
@@ -125,11 +127,63 @@ def safe_address(host, port, allowed_hosts):
     return addresses[0]
 
 
+# Ranges never fetched, whatever the running Python's ``is_global`` says: its
+# tables changed between patch releases (192.0.0.0/24, 3fff::/20 and fec0::/10
+# were "global" in some), and this list is the rule's floor.
+NON_PUBLIC_NETWORKS = tuple(
+    ipaddress.ip_network(network)
+    for network in (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+        "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
+        "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+        "::/8", "64:ff9b:1::/48", "100::/64", "2001::/23", "2001:db8::/32", "3fff::/20", "5f00::/16",
+        "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
+    )
+)  # fmt: skip
+IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
 def is_public(address):
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if ip.version == 6 and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not (ip.is_multicast or ip.is_reserved)
+    """Whether the checker may connect to ``address``: the one home of that rule.
+
+    An address is public when it is globally routable unicast and so is every
+    IPv4 address it carries: a mapped or NAT64 address is judged by the IPv4
+    address it reaches, and 6to4, Teredo, local NAT64 and IPv4-compatible
+    addresses must pass both as themselves and by what they carry.
+    """
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # a zone (fe80::1%eth0) changes nothing
+    if ip.version == 6 and (ip in IPV4_MAPPED or ip in NAT64):
+        return is_routable(last_32_bits(ip))  # the packet goes to that IPv4 host, nowhere else
+    return is_routable(ip) and all(is_routable(carried) for carried in embedded_ipv4(ip))
+
+
+def is_routable(ip):
+    """Globally routable unicast by the ipaddress module's properties and our own floor."""
+    special = ip.is_multicast or ip.is_reserved or ip.is_private or ip.is_loopback or ip.is_link_local
+    special = special or ip.is_unspecified or getattr(ip, "is_site_local", False)
+    return ip.is_global and not special and not any(ip in network for network in NON_PUBLIC_NETWORKS)
+
+
+def embedded_ipv4(ip):
+    """The IPv4 addresses an IPv6 address carries (where a tunnel or translator sends it)."""
+    if ip.version == 4:
+        return []
+    if ip.sixtofour:  # 2002:AABB:CCDD::/48 is relayed to AA.BB.CC.DD
+        return [ip.sixtofour]
+    if ip.teredo:  # (server, client); ipaddress undoes the client's bit flip
+        return list(ip.teredo)
+    if ip in IPV4_MAPPED or ip in NAT64 or ip in NAT64_LOCAL:
+        return [last_32_bits(ip)]
+    if ip in IPV4_COMPATIBLE and int(ip) > 1:  # ::a.b.c.d, but not :: or ::1
+        return [last_32_bits(ip)]
+    return []
+
+
+def last_32_bits(ip):
+    return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
 
 
 def remaining(deadline):
