@@ -178,7 +178,8 @@ def print_report(results, out=print):
         out("\n".join(drain_lines(results["drain"])))
         out("")
     for name, lines in (("seed", tables.seed_lines), ("report", tables.report_lines),
-                        ("export", tables.export_lines), ("fragments", tables.fragments_lines)):  # fmt: skip
+                        ("export", tables.export_lines), ("collect", tables.collect_lines),
+                        ("fragments", tables.fragments_lines)):  # fmt: skip
         if name in results:
             out("\n".join(lines(results[name])))
             out("")

@@ -39,6 +39,18 @@ def export_lines(result):
     return lines
 
 
+def collect_lines(result):
+    return [
+        f"Collect (tracker beacons): POST /collect/<key>, gunicorn {result['workers']} workers,"
+        f" wrk {result['connections']} connections",
+        f"  {result['views_per_s']:,.0f} views/s, {result['views_per_s_per_worker']:,.0f} per web worker;"
+        f" p50 {result['wrk']['latency_ms']['50%']:.2f} ms, p99 {result['wrk']['p99_ms']:.2f} ms;"
+        f" non-202 {result['bad_status']}",
+        f"  page-view drain: {result['drained_rows']:,} views in {result['drain_s']:.2f}s"
+        f" = {result['drain_views_per_s']:,.0f} views/s (in-process, as the beat task runs it)",
+    ]
+
+
 def export_rss_growth(result):
     """(smallest size, largest size, MB the peak grew from one to the other)."""
     exports = sorted(result["exports"], key=lambda figures: figures["clicks"])
@@ -186,6 +198,10 @@ def checks(results):
     for size in results.get("report", {}).get("sizes", []):
         found.append((f"slow-page report at {size['rows']:,} rows: engine == python loop (slow and total views)",
                       size["same_counts"]))  # fmt: skip
+    if "collect" in results:
+        found.append(
+            ("collect: every beacon a 202, every accepted view drained once", results["collect"]["ok"])
+        )
     for figures in results.get("export", {}).get("exports", []):
         found.append((f"clicks export at {figures['clicks']:,}: one CSV row per click", figures["ok"]))
     for variant, figures in results.get("fragments", {}).get("variants", {}).items():

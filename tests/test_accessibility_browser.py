@@ -25,7 +25,7 @@ from tests.conftest import IN_PROCESS_CONFIG, stop_click_logs
 from tests.dashboard_helpers import CHROME, FIREFOX, GOOGLEBOT, OWNER_EMAIL, OWNER_PASSWORD, record
 from tests.processes import WebServer
 from tests.test_dashboard_browser import log_in
-from webapp import create_app
+from webapp import create_app, sites
 from webapp.auth.users import create_user
 from webapp.extensions import db
 from webapp.links import service
@@ -145,6 +145,9 @@ PAGES = [
     ),
     Page("ops", "/ops", current="Ops"),
     Page("tokens", "/tokens", current="Tokens"),
+    Page("sites", "/sites", current="Sites"),
+    Page("settings", "/settings", current="Settings"),
+    Page("link-custom-period", "/links/launch?range=custom&from=2026-01-01&to=2026-03-31", current="Links"),
     Page("slow-pages", "/reports/slow-pageviews", current="Slow pages"),
     Page("not-found", "/links/no-such-link", status=404),
     Page("link-not-found", "/r/no-such-link", logged_in=False, status=404),
@@ -188,6 +191,8 @@ def seed(web):
     record(launch, 3, referrer="https://forum.example.org/t/1", user_agent=CHROME, at=now - 600)
     record(launch, 2, user_agent=GOOGLEBOT, at=now - 300)
     record(guide, 5, at=now - 2 * 3600)
+    record(guide, 2, user_agent=CHROME, ip="81.2.69.160", at=now - 3600)  # a country to show
+    sites.create_site("The blog", ["https://blog.example.com", "http://localhost:8080"], user)
 
     pageview_seed.bulk_insert(db.engine, pageview_seed.generate(3000, 25, 7))
     params = SlowReportParams()

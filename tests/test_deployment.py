@@ -255,7 +255,7 @@ def test_nginx_drops_slow_clients_soon(http, name):
 
 
 def test_nginx_takes_the_largest_body_the_app_takes_and_no_more(http):
-    largest = max(ClickboardRequest.UPLOADS.values())
+    largest = max(ClickboardRequest.BODY_LIMITS.values())
     assert size_in_bytes(directive(http, "client_max_body_size")) == largest
 
 

@@ -67,7 +67,9 @@ def test_a_worker_started_while_redis_is_full_keeps_running_and_drains_once_ther
         for number in range(10_000):
             client.set(f"ballast:{number}", "x" * 4096)
     with pytest.raises(redis.exceptions.OutOfMemoryError):
-        client.set("one-more", "x" * 4096)  # the fault is there before the worker starts
+        # The fault is there before the worker starts. A megabyte: more than any key expiring
+        # meanwhile (other tests' short-lived keys on this Redis) could have freed.
+        client.set("one-more", "x" * 1024 * 1024)
     try:
         worker = processes.worker(queues="clicks")
         processes.beat()
@@ -95,5 +97,5 @@ def test_a_drain_that_expired_unrun_is_counted_where_operators_look(app, client,
     processes.worker(queues="clicks")
 
     key = drains_expired_key(app.config["CLICKBOARD_NAMESPACE"])
-    wait_for(lambda: redis_client.get(key) == "1", 60, 0.2, "the expired drain counted")
+    wait_for(lambda: redis_client.get(key) == "1", 120, 0.2, "the expired drain counted")
     assert "clickboard_drains_expired_total 1.0" in client.get("/metrics").text
