@@ -199,3 +199,25 @@ def test_the_slow_page_report_can_be_limited_to_a_site(app, client, site, runner
     )
     assert (everything["slow_views"], only_site["slow_views"]) == (2, 1)
     assert only_site["slowest_urls"][0]["url"] == f"{ORIGIN}/blog/slow"
+
+
+def test_a_view_of_a_site_deleted_before_the_drain_is_kept_without_it(app, client, site):
+    assert beacon(client, site).status_code == 202
+    sites.delete_site(site)  # between the 202 and the drain
+    (view,) = drained_views(app)
+    assert view.site_id is None and view.url == GOOD["u"]
+
+
+def test_a_pages_query_and_fragment_are_not_kept(app, client, site):
+    assert (
+        beacon(client, site, {**GOOD, "u": f"{ORIGIN}/reset?token=secret&email=a@b.example#top"}).status_code
+        == 202
+    )
+    (view,) = drained_views(app)
+    assert view.url == f"{ORIGIN}/reset"
+
+
+def test_the_rate_limit_keys_do_not_name_the_client(app, client, site, redis_client):
+    beacon(client, site)
+    keys = [key for key in redis_client.keys("*collect*client*")]
+    assert keys and not any("127.0.0.1" in key for key in keys)

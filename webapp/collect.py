@@ -3,7 +3,7 @@
 Public and cookie-free, like the redirect: the key names a site, and a view
 is taken only with an ``Origin`` that is one of the site's (browsers set it;
 CORS lets those origins, and only those, read the answer) for a page of
-that origin. Bodies are small (``MAX_BODY`` bytes, JSON sent as text/plain
+that origin (its query and fragment dropped). Bodies are small (``MAX_BODY`` bytes, JSON sent as text/plain
 by ``navigator.sendBeacon``, so browsers need no preflight); timings must be
 plausible. Visitors asking not to be tracked (``DNT: 1``, ``Sec-GPC: 1``)
 and bots get a 204 and nothing is kept; a flood is cut by two per-minute
@@ -11,6 +11,7 @@ limits, per site and per client address. An accepted view goes through the
 page-view spool, as ``POST /api/pageviews`` does: a 202 is never lost.
 """
 
+import hashlib
 import json
 import logging
 
@@ -46,7 +47,7 @@ class InvalidView(ValueError):
 
 @bp.route("/collect/<key>", methods=["POST", "OPTIONS"])
 def collect(key):
-    site = sites.site_with_key(key)
+    site = sites.known_site(key)
     if site is None:
         return refusal("no site has this key", 404)
     origin = allowed_origin(site)
@@ -106,7 +107,9 @@ def within_limits(site):
     """Both this minute's limits, for the site and for the client; True if Redis cannot say
     (a view is small, and the spool keeps it)."""
     address = client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"), trusted_proxies())
-    keys = [app_key("collect", "site", str(site.id)), app_key("collect", "client", address or "")]
+    # The address is hashed: the key only needs to tell clients apart, not to name them.
+    client = hashlib.sha256((address or "").encode()).hexdigest()[:16]
+    keys = [app_key("collect", "site", str(site.id)), app_key("collect", "client", client)]
     limits = [current_app.config["COLLECT_SITE_PER_MINUTE"], current_app.config["COLLECT_CLIENT_PER_MINUTE"]]
     guard = request_redis()
     if not guard.available:
@@ -132,6 +135,9 @@ def view_line(site, origin, body):
         url = valid_url(view.get("u"), "u")
     except InvalidPageView as exc:
         raise InvalidView(str(exc)) from None
+    # Without its query and fragment: a query can carry a token or an email address, and the
+    # report groups pages by path.
+    url = url.split("#", 1)[0].split("?", 1)[0]
     if not url.startswith(origin + "/") and url != origin:
         raise InvalidView("u must be a page of the origin that sends it")
     referrer = view.get("r")

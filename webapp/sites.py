@@ -8,6 +8,9 @@ the site's, plus the rate limits in ``webapp.collect``.
 """
 
 import secrets
+import threading
+import time
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from markupsafe import escape
@@ -63,6 +66,33 @@ def site_with_key(key):
     if not isinstance(key, str) or len(key) > 32:
         return None
     return db.session.execute(db.select(Site).where(Site.public_key == key)).scalar_one_or_none()
+
+
+class KnownSite(NamedTuple):
+    id: int
+    origins: frozenset
+
+
+KNOWN_SECONDS = 10  # a deleted site's key is taken this long by other processes (the drain copes)
+known = {}  # key -> (KnownSite or None, expiry): this process's, so a view costs no query
+known_lock = threading.Lock()
+
+
+def known_site(key):
+    """The site of a public key as the collect endpoint needs it, read at most every
+    ``KNOWN_SECONDS`` per key and process; None for no such site."""
+    now = time.monotonic()
+    with known_lock:
+        found = known.get(key)
+    if found is not None and found[1] > now:
+        return found[0]
+    site = site_with_key(key)
+    entry = KnownSite(site.id, frozenset(site.origins)) if site else None
+    with known_lock:
+        if len(known) > 10_000:  # random keys must not grow the process
+            known.clear()
+        known[key] = (entry, now + KNOWN_SECONDS)
+    return entry
 
 
 def visible_sites(user):

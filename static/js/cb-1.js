@@ -1,6 +1,6 @@
 /* Clickboard page-view tracker, version 1. Embed with
  *   <script defer src="https://YOUR-CLICKBOARD/static/js/cb-1.js" data-site="KEY"></script>
- * After the page has loaded, it sends one beacon: the page's URL, its referrer, the server's
+ * After the page has loaded, it sends one beacon: the page's URL (without its query), its referrer, the server's
  * response time (requestStart to responseStart) and the full load time (to loadEventEnd),
  * from the Navigation Timing API. No cookies, no storage, nothing else about the visitor;
  * nothing at all when the browser asks not to be tracked (Do Not Track, Global Privacy Control).
@@ -16,7 +16,7 @@
     var timing = performance.getEntriesByType && performance.getEntriesByType("navigation")[0];
     if (!timing || timing.loadEventEnd <= 0) return;
     var body = JSON.stringify({
-      u: location.href,
+      u: location.origin + location.pathname,  // no query or fragment: they can carry tokens
       r: document.referrer || null,
       s: Math.max(0, Math.round(timing.responseStart - timing.requestStart)),
       l: Math.max(0, Math.round(timing.loadEventEnd - timing.startTime))

@@ -19,14 +19,14 @@ import time
 from datetime import UTC, datetime
 
 from flask import current_app
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from werkzeug.local import LocalProxy
 
 from webapp import spool, spool_files
-from webapp.dedup import rows_not_yet_recorded
+from webapp.dedup import chunks, rows_not_yet_recorded
 from webapp.drains import StreamDrain
 from webapp.event_ids import new_event_id
-from webapp.models import REFERRER_MAX_LENGTH, URL_MAX_LENGTH, PageView
+from webapp.models import REFERRER_MAX_LENGTH, URL_MAX_LENGTH, PageView, Site
 from webapp.redis_client import background_redis
 from webapp.streams import StreamBuffer
 
@@ -179,9 +179,24 @@ def pageview_row(line):
 def record_pageviews(conn, rows, check_duplicates):
     if check_duplicates:
         rows = rows_not_yet_recorded(conn, PageView.event_id, rows)
+    forget_deleted_sites(conn, rows)
     if rows:
         conn.execute(insert(PageView), rows)
     return len(rows)
+
+
+def forget_deleted_sites(conn, rows):
+    """A view whose site was deleted after it was taken is kept without its site: the site's
+    row is gone, and its id would fail the foreign key and hold the drain up for good."""
+    site_ids = {row["site_id"] for row in rows if row.get("site_id") is not None}
+    if not site_ids:
+        return
+    existing = set()
+    for chunk in chunks(site_ids):
+        existing.update(conn.scalars(select(Site.id).where(Site.id.in_(chunk))))
+    for row in rows:
+        if row.get("site_id") is not None and row["site_id"] not in existing:
+            row["site_id"] = None
 
 
 def pageview_buffer_for(namespace):
