@@ -83,6 +83,8 @@ class Stack:
         env["CELERY_BROKER_URL"] = broker_url or self.redis.url
         for name in ("GUNICORN_ACCESS_LOG", "WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_CONTROL_SOCKET"):
             env.pop(name, None)  # the bench decides these, not the caller's shell
+        # No worker recycling while measuring: a replaced worker takes its CPU time with it.
+        env["GUNICORN_MAX_REQUESTS"] = "0"
         env.update({name: str(value) for name, value in overrides.items()})
         return env
 
