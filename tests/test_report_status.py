@@ -307,6 +307,23 @@ def test_success_clears_the_failure(logged_in, seeded):
     assert "failed" not in logged_in.get(STATUS_URL).text
 
 
+def test_the_reports_tables_download_as_csv_without_starting_anything(logged_in, report, redis_client):
+    urls = logged_in.get("/reports/slow-pageviews.csv", query_string={"table": "urls"})
+    assert urls.mimetype == "text/csv"
+    lines = urls.text.splitlines()
+    assert lines[0] == "url,slow_views,avg_ms,max_ms" and len(lines) == len(report["slowest_urls"]) + 1
+    days = logged_in.get("/reports/slow-pageviews.csv", query_string={"table": "days"}).text.splitlines()
+    assert (
+        days[0] == "day,slow,views"
+        and sum(int(line.split(",")[1]) for line in days[1:]) == report["slow_views"]
+    )
+    assert logged_in.get("/reports/slow-pageviews.csv", query_string={"table": "nope"}).status_code == 404
+    assert (
+        logged_in.get("/reports/slow-pageviews.csv", query_string={"days": 3}).status_code == 404
+    )  # none yet
+    assert queued_reports(redis_client) == 0
+
+
 # --- per-user budget ---------------------------------------------------------------
 
 

@@ -79,6 +79,7 @@ ACCESS = {
     "reports.slow_pageviews_page": LOGIN,
     "reports.runs_fragment": LOGIN,
     "reports.slow_pageviews_status": LOGIN,
+    "reports.slow_pageviews_csv": LOGIN,
     "dashboard.ops_page": ADMIN,
     "dashboard.ops_fragment": ADMIN,
 }

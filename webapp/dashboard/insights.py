@@ -123,7 +123,7 @@ def export_stats():
             (analytics.label(table, value), clicks)
             for value, clicks in analytics.table(ids, period, table, None)
         ]
-    response = Response(csv_text(header, rows), mimetype="text/csv")
+    response = Response(export.csv_rows(header, rows), mimetype="text/csv")
     name = f"clickboard-{table}-{period.start.date()}-{period.end.date()}.csv"
     response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
@@ -131,10 +131,3 @@ def export_stats():
 
 def current_user_sees(link_id):
     return db.session.scalar(link_ids(link_id)) is not None
-
-
-def csv_text(header, rows):
-    """Cells as ``links.export`` writes them: spreadsheet formulas neutralised (referrers are anyone's text)."""
-    yield export.csv_line(header)
-    for row in rows:
-        yield export.csv_line(row)

@@ -74,6 +74,13 @@ def clicks_csv(link_id):
         yield out.getvalue()
 
 
+def csv_rows(header, rows):
+    """CSV text of any table, a line at a time, formula cells neutralised."""
+    yield csv_line(header)
+    for row in rows:
+        yield csv_line(row)
+
+
 def links_csv(links):
     yield csv_line(LINK_COLUMNS)
     for link in links:
