@@ -34,23 +34,6 @@ wrk.body = %(body)s
 wrk.headers["Content-Type"] = "text/plain;charset=UTF-8"
 wrk.headers["Origin"] = "%(origin)s"
 wrk.headers["User-Agent"] = "%(agent)s"
-local threads = {}
-bad = 0
-
-function setup(thread)
-  table.insert(threads, thread)
-end
-
-function response(status, headers, body)
-  if status ~= 202 then bad = bad + 1 end
-end
-
-function done(summary, latency, requests)
-  local total = 0
-  for _, thread in ipairs(threads) do total = total + thread:get("bad") end
-  io.write(string.format("p95_us %%d\\n", latency:percentile(95)))
-  io.write(string.format("bad_status %%d\\n", total))
-end
 """
 SHIPPED_QUIET_S = 0.5
 
@@ -60,6 +43,7 @@ def lua_script(directory):
     path = os.path.join(directory, "beacon.lua")
     with open(path, "w") as script:
         script.write(LUA % {"body": json.dumps(body), "origin": ORIGIN, "agent": USER_AGENT})
+        script.write(wrk.status_counter_lua(202))
     return path
 
 

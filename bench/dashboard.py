@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from bench import clicks
+from bench import clicks, wrk
 from webapp.auth.users import create_user
 from webapp.extensions import db
 from webapp.redis_client import worker_redis
@@ -41,27 +41,10 @@ LUA = """-- written by bench/dashboard.py
 local paths = {%(paths)s}
 local cookie = "%(cookie)s"
 local index = 0
-local threads = {}
-bad = 0
-
-function setup(thread)
-  table.insert(threads, thread)
-end
 
 function request()
   index = index %% #paths + 1
   return wrk.format("GET", paths[index], {["Cookie"] = cookie, ["HX-Request"] = "true"})
-end
-
-function response(status, headers, body)
-  if status ~= 200 then bad = bad + 1 end
-end
-
-function done(summary, latency, requests)
-  local total = 0
-  for _, thread in ipairs(threads) do total = total + thread:get("bad") end
-  io.write(string.format("p95_us %%d\\n", latency:percentile(95)))
-  io.write(string.format("bad_status %%d\\n", total))
 end
 """
 
@@ -119,7 +102,7 @@ def lua_script(directory, name, cookie, paths):
     if '"' in cookie or "\\" in cookie:
         raise ValueError("unexpected characters in the session cookie")
     quoted = ", ".join(f'"{path}"' for path in paths)
-    text = LUA % {"paths": quoted, "cookie": cookie}
+    text = LUA % {"paths": quoted, "cookie": cookie} + wrk.status_counter_lua(200)
     path = os.path.join(directory, f"{name}.lua")
     with open(path, "w") as script:
         script.write(text)

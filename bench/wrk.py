@@ -12,6 +12,33 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
+# The end of every wrk script of ours: count the answers whose status is not the expected
+# one, and report them with the 95th percentile, as ``parse`` reads them.
+STATUS_COUNTER_LUA = r"""
+local threads = {}
+bad = 0
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function response(status, headers, body)
+  if status ~= EXPECTED_STATUS then bad = bad + 1 end
+end
+
+function done(summary, latency, requests)
+  local total = 0
+  for _, thread in ipairs(threads) do total = total + thread:get("bad") end
+  io.write(string.format("p95_us %d\n", latency:percentile(95)))
+  io.write(string.format("bad_status %d\n", total))
+end
+"""
+
+
+def status_counter_lua(expected_status):
+    return STATUS_COUNTER_LUA.replace("EXPECTED_STATUS", str(int(expected_status)))
+
+
 TIME_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 SIZE = r"[\d.]+[KMGT]?B"
 SOCKET_ERRORS = ("connect", "read", "write", "timeout")

@@ -23,6 +23,7 @@ from sqlalchemy import insert, select
 from werkzeug.local import LocalProxy
 
 from webapp import spool, spool_files
+from webapp.clicks.events import LINE_BREAKERS
 from webapp.dedup import chunks, rows_not_yet_recorded
 from webapp.drains import StreamDrain
 from webapp.event_ids import new_event_id
@@ -31,7 +32,6 @@ from webapp.redis_client import background_redis
 from webapp.streams import StreamBuffer
 
 MAX_BATCH = 1000
-LINE_BREAKERS = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
 MAX_RESPONSE_MS = 3_600_000
 MAX_AGE_SECONDS = 366 * 86400
 MAX_FUTURE_SECONDS = 300
