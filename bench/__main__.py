@@ -1,4 +1,4 @@
-"""``python -m bench [--only redirect|drain|seed|report|export|collect|fragments] [--duration S] [--quick]``: run, print, save.
+"""``python -m bench [--only redirect|drain|lag|seed|report|export|collect|fragments] [--duration S] [--quick]``: run, print, save.
 
 Exits 0 whatever the figures (a MISS is a report, not a failure); non-zero
 only when something crashed, the run was interrupted, or a configured server
@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from bench import report
 
-BENCHMARKS = ("redirect", "drain", "seed", "report", "export", "collect", "fragments")
+BENCHMARKS = ("redirect", "drain", "lag", "seed", "report", "export", "collect", "fragments")
 
 
 def parse_args(argv):
@@ -101,7 +101,7 @@ def main(argv=None):
     # Ctrl-C must unwind even when started with SIGINT ignored (e.g. as a background job).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     # Imported late: importing the app is slow and --help should not wait for it.
-    from bench import collect, drain, export, fragments, redirect, seed, slowreport
+    from bench import collect, drain, export, fragments, lag, redirect, seed, slowreport
     from bench.stack import Stack
 
     results = {"meta": meta(args)}
@@ -129,6 +129,9 @@ def main(argv=None):
                 results["drain"] = drain.run(
                     stack, args.clicks, args.tasks, log=lambda line: print(line, flush=True)
                 )
+            if args.only in (None, "lag"):
+                print("click-to-count lag benchmark:", flush=True)
+                results["lag"] = lag.run(stack, 2 * args.duration, log=lambda line: print(line, flush=True))
             if args.only in (None, "seed"):
                 results["seed"] = seed.run(stack, args.seed_count, log=lambda line: print(line, flush=True))
             if args.only in (None, "report"):

@@ -1,8 +1,8 @@
-"""Redirect throughput and tail latency: no-op Flask vs Clickboard batch vs task mode.
+"""Redirect throughput and tail latency: raw WSGI and Flask no-ops vs Clickboard batch vs task mode.
 
 The servers run side by side (idle ones cost nothing) under the same gunicorn
-settings and the same wrk load, measured interleaved: noop, batch, task,
-noop, batch, task ... so a burst of load from elsewhere on a shared machine
+settings and the same wrk load, measured interleaved: raw, noop, batch, task,
+raw, noop, batch, task ... so a burst of load from elsewhere on a shared machine
 lands on every config alike rather than on one.
 
 ``batch`` and ``task`` run on SQLite with Redis as the broker. When the bench
@@ -35,7 +35,8 @@ from webapp.models import Link
 from webapp.ops import queue_depths
 from webapp.redis_client import worker_redis
 
-MODES = ("noop", "batch", "task")
+MODES = ("raw", "noop", "batch", "task")
+BASELINES = {"raw": "bench.noop_wsgi:app", "noop": "bench.noop_app:app"}
 LIMITS = "batch-limits"
 TASK_QUEUE = "clicks"
 
@@ -45,7 +46,7 @@ class Config:
     """One server under test, and the in-process app that checks its clicks."""
 
     name: str
-    mode: str  # noop, batch or task
+    mode: str  # raw, noop, batch or task
     database: str  # the name shown: SQLite or PostgreSQL
     broker: str  # Redis or RabbitMQ
     app: object
@@ -56,7 +57,8 @@ class Config:
 
     @property
     def label(self):
-        return "no-op Flask app" if self.mode == "noop" else f"{self.database} + {self.broker}"
+        labels = {"raw": "no-op raw WSGI app", "noop": "no-op Flask app"}
+        return labels.get(self.mode, f"{self.database} + {self.broker}")
 
 
 def plan(stack):
@@ -73,9 +75,9 @@ def plan(stack):
             limit_link(link_ids[2])
         database = "PostgreSQL" if backend == "postgresql" else "SQLite"
         broker = "RabbitMQ" if broker_url else "Redis"
-        modes = MODES if not suffix else MODES[1:]
+        modes = MODES if not suffix else [mode for mode in MODES if mode not in BASELINES]
         for mode in modes:
-            # batch and the no-op hit bench-0; task its own link, whose tasks never run.
+            # batch and the no-ops hit bench-0; task its own link, whose tasks never run.
             slug, link_id = ("bench-1", link_ids[1]) if mode == "task" else ("bench-0", link_ids[0])
             name = f"{mode}{suffix}"
             log_dir = os.path.join(stack.root, "clicks", name)
@@ -96,8 +98,8 @@ def limit_link(link_id):
 def start_server(stack, config, workers):
     database_url = config.app.config["SQLALCHEMY_DATABASE_URI"]
     broker_url = config.app.config["CELERY_BROKER_URL"]
-    if config.mode == "noop":
-        return stack.web("web-noop", database_url, app="bench.noop_app:app", workers=workers)
+    if config.mode in BASELINES:
+        return stack.web(f"web-{config.mode}", database_url, app=BASELINES[config.mode], workers=workers)
     return stack.web(
         f"web-{config.name}",
         database_url,
@@ -227,7 +229,7 @@ def click_check(name, round_number, result, before, after, connections):
 
 
 def summarise(runs):
-    """Per config: best req/s and best p99 over the rounds, and their ratios to the no-op."""
+    """Per config: best req/s and best p99 over the rounds, and their ratios to each no-op."""
     summary = {}
     for config in dict.fromkeys(run["config"] for run in runs):
         mine = [run for run in runs if run["config"] == config]
@@ -240,18 +242,26 @@ def summarise(runs):
             "cpu_us": min(run["server_cpu_us_per_request"] for run in mine),
             "wrk_cpu_us": min(run["wrk_cpu_us_per_request"] for run in mine),
         }
-    base = summary.get("noop")
-    noop_each = base["rps_each"] if base else []
-    for figures in summary.values():
-        figures["rps_ratio"] = figures["rps"] / base["rps"] if base and base["rps"] else None
-        figures["p99_ratio"] = figures["p99_ms"] / base["p99_ms"] if base and base["p99_ms"] else None
-        # The same ratio round by round (runs seconds apart): how steady it was.
-        pairs = zip(figures["rps_each"], noop_each, strict=False)
-        figures["rps_ratio_each"] = [mine / noop for mine, noop in pairs if noop]
-        figures["rps_ratio_median"] = statistics.median(figures["rps_ratio_each"])
+    # "noop" keeps its unsuffixed field names (rps_ratio ...), which earlier results use.
+    for base_name, suffix in (("noop", ""), ("raw", "_raw")):
+        base = summary.get(base_name)
+        if base:
+            for figures in summary.values():
+                figures.update({f"{name}{suffix}": value for name, value in ratios(figures, base).items()})
+    return summary
+
+
+def ratios(figures, base):
+    """``figures`` against one baseline's: best to best, round by round, and CPU-bound."""
+    # The same ratio round by round (runs seconds apart): how steady it was.
+    each = [mine / other for mine, other in zip(figures["rps_each"], base["rps_each"], strict=False) if other]
+    return {
+        "rps_ratio": figures["rps"] / base["rps"] if base["rps"] else None,
+        "p99_ratio": figures["p99_ms"] / base["p99_ms"] if base["p99_ms"] else None,
+        "rps_ratio_each": each,
+        "rps_ratio_median": statistics.median(each) if each else None,
         # All of it (wrk, gunicorn, redis) shares the same cores: were CPU the only limit,
         # req/s would scale with 1 / (CPU per request). A ratio the machine's noise barely moves.
-        figures["cpu_bound_rps_ratio"] = (base["cpu_us"] + base["wrk_cpu_us"]) / (
-            figures["cpu_us"] + figures["wrk_cpu_us"]
-        )
-    return summary
+        "cpu_bound_rps_ratio": (base["cpu_us"] + base["wrk_cpu_us"])
+        / (figures["cpu_us"] + figures["wrk_cpu_us"]),
+    }

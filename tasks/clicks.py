@@ -17,14 +17,17 @@ from webapp.clicks.events import click_row
 from webapp.clicks.store import record_clicks
 from webapp.extensions import db
 from webapp.pageviews import ingest
-from webapp.redis_client import worker_redis
+from webapp.redis_client import click_redis, worker_redis
 
 log = logging.getLogger(__name__)
 
 
 @shared_task(name="tasks.clicks.drain_click_buffer", acks_late=True)
 def drain_click_buffer():
-    return CLICK_DRAIN.run(worker_redis(), db.engine, current_app.config)
+    config = current_app.config
+    return CLICK_DRAIN.run(
+        click_redis(), db.engine, config, follow_seconds=config["CLICK_DRAIN_FOLLOW_SECONDS"]
+    )
 
 
 # max_retries comes from CLICK_TASK_MAX_RETRIES through task_annotations.
@@ -54,4 +57,4 @@ def ship_orphaned_clicks():
     disk), and settle the kept ones: confirmed by the drain, or lost by Redis and shipped again."""
     directory, keep_bytes = current_app.config["CLICK_LOG_DIR"], current_app.config["SPOOL_KEEP_MB"] << 20
     ingest.ship_orphans(directory, worker_redis(), keep_bytes=keep_bytes)
-    return click_log.ship_orphans(directory, worker_redis(), keep_bytes=keep_bytes)
+    return click_log.ship_orphans(directory, click_redis(), keep_bytes=keep_bytes)

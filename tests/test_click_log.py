@@ -57,7 +57,7 @@ def make_log(log_dir, redis_client):
 
 
 def stream_lines(redis_client):
-    return [fields["c"] for _, fields in redis_client.xrange(CLICK_BUFFER.stream)]
+    return CLICK_BUFFER.waiting_lines(redis_client)
 
 
 def files(directory):

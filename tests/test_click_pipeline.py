@@ -82,10 +82,10 @@ def unshipped_clicks(app):
 
 
 def buffer_length(redis_server):
-    """Messages still in the click stream (a fresh client: the server may have restarted)."""
+    """Lines still in the click stream (a fresh client: the server may have restarted)."""
     client = redis_server.client()
     try:
-        return client.xlen(CLICK_BUFFER.stream)
+        return len(CLICK_BUFFER.waiting_lines(client))
     finally:
         client.close()
 
@@ -291,10 +291,11 @@ def test_clicks_committed_by_a_drain_that_died_before_acknowledging_are_counted_
     buffer_clicks(redis_client, link.id, total)
     # A drain's first two steps, then death: read (now pending), commit, no XACK.
     CLICK_BUFFER.ensure_group(redis_client)
-    messages = CLICK_BUFFER.read_new(redis_client, "dead-consumer", total)
-    CLICK_DRAIN.commit_rows(db.engine, [click_row(line) for _, line in messages], check_duplicates=False)
+    messages = CLICK_BUFFER.shards[0].read_new(redis_client, "dead-consumer", total)
+    rows = [click_row(line) for _, text in messages for line in text.split("\n")]
+    CLICK_DRAIN.commit_rows(db.engine, rows, check_duplicates=False)
     assert click_totals(link.id) == Totals(total, total, total)
-    assert redis_client.xpending(CLICK_BUFFER.stream, CLICK_BUFFER.group)["pending"] == total
+    assert redis_client.xpending(CLICK_BUFFER.stream, CLICK_BUFFER.group)["pending"] == len(messages)
 
     worker = processes.worker()
     processes.beat()
@@ -306,7 +307,7 @@ def test_clicks_committed_by_a_drain_that_died_before_acknowledging_are_counted_
     )
     # Reclaimed by one drain or over a few (XAUTOCLAIM may hand them out in parts), each once.
     reclaimed = re.findall(
-        rf"reclaimed (\d+) messages of {re.escape(CLICK_BUFFER.stream)} from a dead drain", worker.log_text()
+        rf"reclaimed (\d+) lines of {re.escape(CLICK_BUFFER.stream)} from a dead drain", worker.log_text()
     )
     assert sum(map(int, reclaimed)) == total, reclaimed
     assert_counted_exactly(app, redis_server, link.id, total)

@@ -55,7 +55,7 @@ def ship(app):
 def shipped_clicks(app, redis_client):
     """The click lines in the stream once the app's log is shipped, each as its fields."""
     ship(app)
-    return [fields(message["c"]) for _, message in redis_client.xrange(CLICK_BUFFER.stream)]
+    return [fields(line) for line in CLICK_BUFFER.waiting_lines(redis_client)]
 
 
 def logged_lines(app):
@@ -387,7 +387,7 @@ def test_bot_user_agent_click_is_told_a_bot_by_the_drain_not_the_redirect(app, c
     follow(client, **{"User-Agent": GOOGLEBOT})
     (click,) = shipped_clicks(app, redis_client)
     assert click["bot"] == ""  # no user-agent parsing on the request path
-    (line,) = [message["c"] for _, message in redis_client.xrange(CLICK_BUFFER.stream)]
+    (line,) = CLICK_BUFFER.waiting_lines(redis_client)
     assert click_row(line)["is_bot"] is True
 
 
@@ -585,7 +585,7 @@ def test_click_logged_while_redis_was_down_is_shipped_once_it_is_back(
     monkeypatch.setattr(log, "client", redis_client)  # Redis is back
     log.ship_own()
 
-    assert [message["c"] for _, message in redis_client.xrange(CLICK_BUFFER.stream)] == [line]
+    assert CLICK_BUFFER.waiting_lines(redis_client) == [line]
     assert logged_lines(redis_down_app) == []
 
 

@@ -19,6 +19,7 @@ from webapp.clicks.store import record_clicks
 from webapp.extensions import db
 from webapp.links import service
 from webapp.models import Click, LinkCounter, LinkHourlyClicks
+from webapp.streams import LINES_PER_ENTRY
 
 EVENT_IDS = (f"event-{number}" for number in itertools.count())
 TEN_PAST_NINE = datetime(2026, 3, 1, 9, 10)
@@ -260,12 +261,22 @@ def test_drain_empties_the_buffer_and_counts_what_it_drained(link, redis_client)
 
 
 def test_drain_reads_batch_after_batch_up_to_its_limit(link, redis_client):
-    CLICK_BUFFER.append(redis_client, lines_for(link, 25))
-    assert drain(redis_client, batch_size=10, max_batches=2) == 20
+    for line in lines_for(link, 25):
+        CLICK_BUFFER.append(redis_client, [line])  # 25 entries of one line each
+    # A batch of 1,000 lines is 10 entries of up to LINES_PER_ENTRY (100) lines.
+    assert drain(redis_client, batch_size=10 * LINES_PER_ENTRY, max_batches=2) == 20
     # The read-ahead stops at the limit: nothing is left delivered but unacknowledged.
     assert redis_client.xpending(CLICK_BUFFER.stream, CLICK_BUFFER.group)["pending"] == 0
     assert redis_client.xlen(CLICK_BUFFER.stream) == 5
-    assert drain(redis_client, batch_size=10, max_batches=2) == 5
+    assert drain(redis_client, batch_size=10 * LINES_PER_ENTRY, max_batches=2) == 5
+
+
+def test_lines_travel_a_hundred_to_a_stream_entry(link, redis_client):
+    CLICK_BUFFER.append(redis_client, lines_for(link, 250))
+    assert redis_client.xlen(CLICK_BUFFER.stream) == 3  # 100 + 100 + 50
+    assert buffer.counters(redis_client)["clicks_buffered"] == 250
+    assert drain(redis_client) == 250
+    assert counter(link)[0] == 250
 
 
 def test_drain_of_many_batches_records_and_acknowledges_each(link, other_link, redis_client):
@@ -279,7 +290,8 @@ def test_drain_of_many_batches_records_and_acknowledges_each(link, other_link, r
 def test_drain_stops_on_a_database_error_and_leaves_unwritten_batches_pending(
     link, redis_client, monkeypatch
 ):
-    CLICK_BUFFER.append(redis_client, lines_for(link, 30))
+    for line in lines_for(link, 30):
+        CLICK_BUFFER.append(redis_client, [line])  # 30 entries of one line
     writes = []
 
     def fail_on_second(engine, rows, check_duplicates, dropped=0):
@@ -290,12 +302,12 @@ def test_drain_stops_on_a_database_error_and_leaves_unwritten_batches_pending(
 
     monkeypatch.setattr(CLICK_DRAIN, "commit_rows", fail_on_second)
     with pytest.raises(OperationalError):
-        drain(redis_client, batch_size=10)
+        drain(redis_client, batch_size=10 * LINES_PER_ENTRY)  # 10 entries
     monkeypatch.undo()
     # The first batch is recorded and acknowledged; the failed one and the one read ahead wait.
     assert counter(link)[0] == 10
     assert redis_client.xpending(CLICK_BUFFER.stream, CLICK_BUFFER.group)["pending"] == 20
-    assert drain(redis_client, batch_size=20, reclaim_idle_seconds=0) == 20  # one reclaim of 20
+    assert drain(redis_client, batch_size=20 * LINES_PER_ENTRY, reclaim_idle_seconds=0) == 20  # one reclaim of 20
     assert (counter(link)[0], click_count()) == (30, 30)
 
 
@@ -342,7 +354,7 @@ def test_drain_drops_clicks_of_a_deleted_link(link, other_link, redis_client):
 def test_drain_takes_over_messages_a_dead_drain_left_pending(link, redis_client):
     CLICK_BUFFER.append(redis_client, lines_for(link, 3))
     CLICK_BUFFER.ensure_group(redis_client)
-    CLICK_BUFFER.read_new(redis_client, "dead-drain", 10)  # delivered, never acknowledged
+    CLICK_BUFFER.shards[0].read_new(redis_client, "dead-drain", 10)  # delivered, never acknowledged
     assert drain(redis_client, reclaim_idle_seconds=0) == 3
     assert redis_client.xpending(CLICK_BUFFER.stream, CLICK_BUFFER.group)["pending"] == 0
 
@@ -350,17 +362,19 @@ def test_drain_takes_over_messages_a_dead_drain_left_pending(link, redis_client)
 def test_drain_leaves_a_slow_drain_messages_until_they_are_idle_long_enough(link, redis_client):
     CLICK_BUFFER.append(redis_client, lines_for(link, 3))
     CLICK_BUFFER.ensure_group(redis_client)
-    CLICK_BUFFER.read_new(redis_client, "slow-drain", 10)
+    CLICK_BUFFER.shards[0].read_new(redis_client, "slow-drain", 10)
     assert drain(redis_client, reclaim_idle_seconds=60) == 0
-    assert redis_client.xpending(CLICK_BUFFER.stream, CLICK_BUFFER.group)["pending"] == 3
+    assert redis_client.xpending(CLICK_BUFFER.stream, CLICK_BUFFER.group)["pending"] == 1  # one entry of 3
 
 
 def test_drain_of_messages_committed_before_a_crash_counts_them_once(link, redis_client):
     # A drain that committed and died before its XACK: the reclaim finds them stored.
     CLICK_BUFFER.append(redis_client, lines_for(link, 3))
     CLICK_BUFFER.ensure_group(redis_client)
-    messages = CLICK_BUFFER.read_new(redis_client, "dead-drain", 10)
-    CLICK_DRAIN.commit_rows(db.engine, [click_row(line) for _, line in messages], False)
+    messages = CLICK_BUFFER.shards[0].read_new(redis_client, "dead-drain", 10)
+    CLICK_DRAIN.commit_rows(
+        db.engine, [click_row(line) for _, text in messages for line in text.split("\n")], False
+    )
     assert drain(redis_client, reclaim_idle_seconds=0) == 0
     assert (click_count(), counter(link)[0]) == (3, 3)
 

@@ -204,6 +204,10 @@ def install_exchanges(namespace):
     }
 
 
+# More shards than this is a mistake, not a scale: each costs every drain a round trip.
+MAX_CLICK_STREAMS = 64
+
+
 def load_config(environ=os.environ):
     """Settings from the environment, read when the app is created (so tests can set them)."""
 
@@ -241,6 +245,16 @@ def load_config(environ=os.environ):
         "REDIS_RETRY_AFTER": number("REDIS_RETRY_AFTER", 1.0),
         "CLICK_CAPTURE_MODE": text("CLICK_CAPTURE_MODE", "batch"),  # batch | task
         "CLICK_DRAIN_INTERVAL": number("CLICK_DRAIN_INTERVAL", 2.0),
+        # After emptying the buffer a drain keeps waiting for clicks (XREADGROUP BLOCK) this
+        # long, so counts follow clicks within a second; under the interval, so drains follow
+        # one another rather than queue. Unset: 3/4 of the interval. 0: drain and stop.
+        "CLICK_DRAIN_FOLLOW_SECONDS": text("CLICK_DRAIN_FOLLOW_SECONDS"),
+        # Click streams (shards): each click line goes to one by a hash of its event id.
+        "CLICK_STREAMS": number("CLICK_STREAMS", 1, int),
+        # The Redis of the click buffer when it is not REDIS_URL's, and whether it is a
+        # Redis Cluster (its shards then spread over the masters; see webapp.streams).
+        "CLICK_REDIS_URL": text("CLICK_REDIS_URL", ""),
+        "CLICK_REDIS_CLUSTER": text("CLICK_REDIS_CLUSTER", "") not in ("", "0"),
         "CLICK_DRAIN_BATCH_SIZE": number("CLICK_DRAIN_BATCH_SIZE", 5000, int),
         "CLICK_DRAIN_MAX_BATCHES": number("CLICK_DRAIN_MAX_BATCHES", 20, int),
         # A message unacknowledged this long belongs to a dead drain: reclaim it.
@@ -334,6 +348,21 @@ def cookies_secure(setting, public_base_url):
     return setting in (True, "1")
 
 
+def drain_follow_seconds(cfg):
+    """CLICK_DRAIN_FOLLOW_SECONDS, checked: shorter than the interval, or drains would queue
+    up behind a following one and expire unrun."""
+    value, interval = cfg["CLICK_DRAIN_FOLLOW_SECONDS"], cfg["CLICK_DRAIN_INTERVAL"]
+    if value in (None, ""):
+        return interval * 0.75
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"CLICK_DRAIN_FOLLOW_SECONDS must be a number, not {value!r}") from None
+    if not 0 <= seconds < interval:
+        raise ConfigError("CLICK_DRAIN_FOLLOW_SECONDS must be at least 0 and less than CLICK_DRAIN_INTERVAL")
+    return seconds
+
+
 def finish_config(app):
     """Derive the settings that depend on other settings or on paths."""
     cfg = app.config
@@ -350,6 +379,13 @@ def finish_config(app):
         raise ConfigError("CLICK_CAPTURE_MODE must be 'batch' or 'task'")
     if cfg["REDIRECT_STATUS_CODE"] not in (301, 302, 307, 308):
         raise ConfigError("REDIRECT_STATUS_CODE must be one of 301, 302, 307, 308")
+    cfg["CLICK_DRAIN_FOLLOW_SECONDS"] = drain_follow_seconds(cfg)
+    if not 1 <= cfg["CLICK_STREAMS"] <= MAX_CLICK_STREAMS:
+        raise ConfigError(f"CLICK_STREAMS must be 1 to {MAX_CLICK_STREAMS}")
+    if cfg["CLICK_REDIS_CLUSTER"] and not cfg["CLICK_REDIS_URL"]:
+        raise ConfigError(
+            "CLICK_REDIS_CLUSTER needs CLICK_REDIS_URL: the address of one of the cluster's nodes"
+        )
     cfg["TRUSTED_HOSTS"] = trusted_hosts(cfg.get("TRUSTED_HOSTS"), cfg["PUBLIC_BASE_URL"])
     cfg["SESSION_COOKIE_SECURE"] = cookies_secure(cfg["SESSION_COOKIE_SECURE"], cfg["PUBLIC_BASE_URL"])
     cfg["REMEMBER_COOKIE_SECURE"] = cfg["SESSION_COOKIE_SECURE"]

@@ -22,7 +22,7 @@ from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.durable_counters import HostCounters
 from webapp.extensions import db
 from webapp.pageviews.ingest import PAGEVIEW_BUFFER
-from webapp.redis_client import eviction_warning, request_redis
+from webapp.redis_client import click_redis, eviction_warning, request_redis
 
 bp = Blueprint("health", __name__)
 
@@ -35,7 +35,7 @@ def check_database():
 def check_redis():
     client = request_redis().client
     client.ping()
-    length, lag = CLICK_BUFFER.backlog(client)
+    length, lag = CLICK_BUFFER.backlog(click_redis(purpose="request"))
     result = {"ok": True, "click_backlog": length, "click_lag_seconds": round(lag, 3)}
     try:
         warning = eviction_warning(client)
@@ -62,10 +62,8 @@ def check_broker():
 def check_workers():
     """Workers are alive if the click and page-view drains ran recently (``ops.drain_state``)."""
     result = {"ok": True}
-    for name, stream_buffer in drained_buffers().items():
-        alive, age = ops.drain_state(
-            request_redis().client, stream_buffer, current_app.config["CLICK_DRAIN_INTERVAL"]
-        )
+    for name, (stream_buffer, client) in drained_buffers().items():
+        alive, age = ops.drain_state(client, stream_buffer, current_app.config["CLICK_DRAIN_INTERVAL"])
         result["ok"] = result["ok"] and alive
         result[f"last_{name}_drain_seconds_ago"] = None if age is None else round(age, 1)
     result["last_drain_seconds_ago"] = result["last_clicks_drain_seconds_ago"]  # the older field name
@@ -73,7 +71,11 @@ def check_workers():
 
 
 def drained_buffers():
-    return {"clicks": CLICK_BUFFER, "pageviews": PAGEVIEW_BUFFER}
+    """Each drained buffer with the Redis it is in."""
+    return {
+        "clicks": (CLICK_BUFFER, click_redis(purpose="request")),
+        "pageviews": (PAGEVIEW_BUFFER, request_redis().client),
+    }
 
 
 CHECKS = {
@@ -118,9 +120,9 @@ class ClickPipelineCollector:
     Redis loses its data), the rest from Redis and from this host's spool counters."""
 
     def collect(self):
-        client = request_redis().client
-        totals = {**buffer.counters(client), **drained_and_dropped()}
-        length, lag = CLICK_BUFFER.backlog(client)
+        client, clicks_client = request_redis().client, click_redis(purpose="request")
+        totals = {**buffer.counters(clicks_client), **drained_and_dropped()}
+        length, lag = CLICK_BUFFER.backlog(clicks_client)
         for name, value in totals.items():
             yield CounterMetricFamily(f"clickboard_{name}", f"Total {name.replace('_', ' ')}", value=value)
         yield GaugeMetricFamily("clickboard_click_backlog", "Clicks buffered, not yet drained", value=length)
@@ -145,7 +147,9 @@ def drain_metrics(client):
         value=expired,
     )
     interval = current_app.config["CLICK_DRAIN_INTERVAL"]
-    states = {name: ops.drain_state(client, buffer, interval) for name, buffer in drained_buffers().items()}
+    states = {
+        name: ops.drain_state(redis, buffer, interval) for name, (buffer, redis) in drained_buffers().items()
+    }
     yield GaugeMetricFamily(
         "clickboard_workers_alive",
         "1 while every drain ran within three intervals (a worker is doing the work)",

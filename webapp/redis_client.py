@@ -8,6 +8,7 @@ sub-second socket timeouts and no retries, and sits behind a ``Breaker``
 import redis
 from flask import current_app
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from webapp.breaker import Breaker
@@ -16,6 +17,8 @@ REQUEST_CLIENT = "clickboard.redis.request"
 WORKER_CLIENT = "clickboard.redis.worker"
 # For threads that work beside the requests (click shipping, cache following).
 BACKGROUND_CLIENT = "clickboard.redis.background"
+# The click buffer's own Redis (CLICK_REDIS_URL), when it has one: {"worker": ..., "background": ...}.
+CLICK_CLIENTS = "clickboard.redis.clicks"
 
 
 class RedisGuard(Breaker):
@@ -39,6 +42,14 @@ def make_client(url, timeout):
     )
 
 
+def make_cluster_client(url, timeout):
+    """A Redis Cluster client from one node's address: it learns the others and follows
+    slot moves (MOVED / ASK) itself."""
+    return RedisCluster.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+    )
+
+
 def init_app(app):
     url = app.config["REDIS_URL"]
     app.extensions[REQUEST_CLIENT] = RedisGuard(
@@ -46,6 +57,10 @@ def init_app(app):
     )
     app.extensions[WORKER_CLIENT] = make_client(url, 10.0)
     app.extensions[BACKGROUND_CLIENT] = make_client(url, 2.0)
+    click_url = app.config["CLICK_REDIS_URL"]
+    if click_url:
+        make = make_cluster_client if app.config["CLICK_REDIS_CLUSTER"] else make_client
+        app.extensions[CLICK_CLIENTS] = {"worker": make(click_url, 10.0), "background": make(click_url, 2.0)}
 
 
 def request_redis(app=None):
@@ -61,6 +76,20 @@ def worker_redis(app=None):
 def background_redis(app=None):
     """The client of the spools' shipper threads: short timeouts, no guard."""
     return (app or current_app).extensions[BACKGROUND_CLIENT]
+
+
+def click_redis(app=None, purpose="worker"):
+    """The Redis holding the click buffer: CLICK_REDIS_URL's if set, else the app's own.
+    ``purpose``: "worker" (tasks, commands), "background" (the shippers' short timeouts),
+    "request" (a page reading figures: the app's guarded request client, or the click
+    Redis's background client)."""
+    app = app or current_app
+    own = app.extensions.get(CLICK_CLIENTS)
+    if own:
+        return own["worker" if purpose == "worker" else "background"]
+    if purpose == "request":
+        return request_redis(app).client
+    return background_redis(app) if purpose == "background" else worker_redis(app)
 
 
 def eviction_warning(client):

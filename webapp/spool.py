@@ -196,7 +196,7 @@ class Spool:
         """Lines the disk refused go to Redis from memory (not kept: there is no disk to keep them on)."""
         while self.held:
             lines = [self.held[index] for index in range(min(len(self.held), 500))]
-            self.buffer.ship_block(self.client, "\n".join(lines))
+            self.buffer.append_lines(self.client, "\n".join(lines))
             for _ in lines:
                 self.held.popleft()
 

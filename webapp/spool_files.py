@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 # long Redis outage neither fills memory nor holds Redis in one long call.
 SHIP_BLOCK_BYTES = 64 * 1024
 KEPT_SUFFIX = ".kept"
+# With several shards, a shipped file's lines are written apart per shard under these names first.
+PART_PREFIX, PART_SUFFIX = "keeping-", ".part"
 
 
 def list_directory(directory):
@@ -79,35 +81,73 @@ def ship_file(path, client, buffer):
 
 
 def ship_locked(fd, path, client, buffer):
-    shipped, first_epoch, last_id = 0, None, None
+    shipped, receipts = 0, {}  # shard index → Receipt
     with os.fdopen(os.dup(fd), "rb") as file:
         for block in line_blocks(file):
             # Whole blocks, not lines: per-line Python work was most of the shipping cost.
-            added, block_last_id, epoch = buffer.ship_block(client, block.decode(errors="replace"))
-            shipped += added
-            first_epoch = first_epoch or epoch
-            last_id = block_last_id or last_id
-    if last_id is None:
+            for shard, lines in buffer.by_shard(block.decode(errors="replace")):
+                added, last_id, epoch = shard.ship_lines(client, lines)
+                shipped += added
+                index = buffer.shards.index(shard)
+                receipt = receipts.setdefault(index, Receipt(epoch, os.path.dirname(path), index))
+                receipt.add(last_id, lines if len(buffer.shards) > 1 else None)
+    if not receipts:
         os.unlink(path)  # nothing in it worth keeping
+    elif len(buffer.shards) == 1:
+        os.rename(path, receipts[0].kept_path())
     else:
-        # The first block's epoch: had Redis restarted between blocks, the file
-        # no longer matches the new epoch and is shipped again, all of it.
-        os.rename(path, kept_path(os.path.dirname(path), first_epoch, last_id))
+        # Each shard's lines kept apart, under that shard's epoch and last id.
+        for receipt in receipts.values():
+            receipt.keep()
+        os.unlink(path)
     return shipped
 
 
-def kept_path(directory, epoch, last_id):
-    return os.path.join(directory, f"shipped-{epoch}-{last_id}-{uuid.uuid4().hex}{KEPT_SUFFIX}")
+class Receipt:
+    """What one shard was given from one file: the first block's epoch (had Redis restarted
+    between blocks, the file no longer matches the new epoch and is shipped again, all of
+    it), the last id, and, with several shards, that shard's lines written aside."""
+
+    def __init__(self, epoch, directory, shard_index):
+        self.epoch, self.directory, self.shard_index = epoch, directory, shard_index
+        self.last_id = None
+        self.part = None  # with several shards: this shard's lines, kept once all are shipped
+
+    def add(self, last_id, lines):
+        self.last_id = last_id or self.last_id
+        if lines is not None:
+            if self.part is None:
+                path = os.path.join(
+                    self.directory, f"{PART_PREFIX}{os.getpid()}-{uuid.uuid4().hex}{PART_SUFFIX}"
+                )
+                self.part = open(path, "w")  # noqa: SIM115 - closed in keep()
+            self.part.write("".join(line + "\n" for line in lines))
+
+    def kept_path(self):
+        return kept_path(self.directory, self.epoch, self.last_id, self.shard_index)
+
+    def keep(self):
+        self.part.close()
+        os.rename(self.part.name, self.kept_path())
+
+
+def kept_path(directory, epoch, last_id, shard_index=0):
+    # The first shard's files keep the name they had before there were shards.
+    shard = f".{shard_index}" if shard_index else ""
+    return os.path.join(directory, f"shipped-{epoch}{shard}-{last_id}-{uuid.uuid4().hex}{KEPT_SUFFIX}")
 
 
 def parse_kept_name(name):
-    """(epoch, last stream id as (ms, seq)) of a kept file's name, or None."""
+    """(epoch, shard index, last stream id as (ms, seq)) of a kept file's name, or None."""
     if not (name.startswith("shipped-") and name.endswith(KEPT_SUFFIX)):
         return None
     parts = name[len("shipped-") : -len(KEPT_SUFFIX)].split("-")
     if len(parts) != 4 or not (parts[1].isdigit() and parts[2].isdigit()):
         return None
-    return parts[0], (int(parts[1]), int(parts[2]))
+    epoch, _, shard = parts[0].partition(".")
+    if shard and not shard.isdigit():
+        return None
+    return epoch, int(shard or 0), (int(parts[1]), int(parts[2]))
 
 
 def line_blocks(file, size=SHIP_BLOCK_BYTES):
@@ -132,10 +172,16 @@ def settle_kept(directory, client, buffer, keep_bytes):
     kept = [(name, parsed) for name in list_directory(directory) if (parsed := parse_kept_name(name))]
     if not kept:
         return 0
-    state = buffer.durability_state(client, new_epoch=secrets.token_hex(8))
+    states = {}
     reshipped = 0
-    for name, (epoch, last_id) in kept:
+    for name, (epoch, shard_index, last_id) in kept:
         path = os.path.join(directory, name)
+        if shard_index >= len(buffer.shards):  # kept under more shards than there are now
+            reshipped += ship_file(path, client, buffer)
+            continue
+        if shard_index not in states:
+            states[shard_index] = buffer.shards[shard_index].durability_state(client, secrets.token_hex(8))
+        state = states[shard_index]
         if state.lost(epoch, last_id):
             reshipped += ship_file(path, client, buffer)
         elif state.committed(last_id):
@@ -174,11 +220,32 @@ def ship_orphans(directory, client, buffer, prefix):
     for name in list_directory(directory):
         if name.endswith(".log") and name.startswith((f"{prefix}-", "shipping-")):
             shipped += ship_file(os.path.join(directory, name), client, buffer)
+        elif name.startswith(PART_PREFIX) and name.endswith(PART_SUFFIX):
+            remove_dead_part(os.path.join(directory, name))
     if shipped:
         HostCounters(directory).add(f"{buffer.metric}_shipped_late", shipped)
         client.incrby(buffer.shipped_late_key, shipped)
         log.info("shipped %d %s left by stopped processes", shipped, buffer.metric)
     return shipped
+
+
+def remove_dead_part(path):
+    """A shard's lines written aside by a process that died before keeping them: the file
+    they came from was not deleted, so it is shipped again whole; this copy is not needed."""
+    pid = os.path.basename(path)[len(PART_PREFIX) :].split("-")[0]
+    if pid.isdigit() and not process_alive(int(pid)):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def pending_files(directory):

@@ -9,10 +9,15 @@ holds what it was given: an epoch set whenever the stream is created, and
 the consumer group's delivered and pending ids (``Durability``).
 """
 
+import itertools
 import logging
 import secrets
 import time
+import zlib
 from typing import NamedTuple
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS as SLOTS
+from redis.crc import key_slot
 
 from webapp.keys import key
 from webapp.redis_client import cached_script
@@ -29,30 +34,33 @@ return 1
 """
 # Lua's unpack() takes a few thousand values at most.
 ACK_CHUNK = 5000
-# KEYS: stream, buffered counter, epoch. ARGV: field name, lines, a new epoch
-# token. One XADD per non-empty line, split inside Redis: the sender passes one
-# string, not one argument per message, which redis-py would spend
-# microseconds each building. Returns {added, last id, epoch}: the spool keeps
-# the shipped lines under that epoch and id until the drain has committed them.
-SHIP_LINES = """
+# KEYS: stream, buffered counter, epoch. ARGV: field name, lines in all, a new
+# epoch token, then the entries (each up to LINES_PER_ENTRY lines). Returns
+# {lines added, the last entry's id, epoch}: the spool keeps the shipped lines
+# under that epoch and id until the drain has committed them.
+SHIP_ENTRIES = """
 if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[3], ARGV[3]) end
-local added, last = 0, false
-for value in string.gmatch(ARGV[2], '[^\\n]+') do
-  last = redis.call('XADD', KEYS[1], '*', ARGV[1], value)
-  added = added + 1
+local last = false
+for i = 4, #ARGV do
+  last = redis.call('XADD', KEYS[1], '*', ARGV[1], ARGV[i])
 end
-redis.call('INCRBY', KEYS[2], added)
+redis.call('INCRBY', KEYS[2], ARGV[2])
 local epoch = redis.call('GET', KEYS[3])
 if not epoch then
   epoch = ARGV[3]
   redis.call('SET', KEYS[3], epoch)
 end
-return {added, last, epoch}
+return {tonumber(ARGV[2]), last, epoch}
 """
+# Lines per stream entry. Redis's work, the drain's reads and its
+# acknowledgements are per entry, so a hundred lines to an entry make them a
+# hundredth of what they were at one line each (the figures are in
+# docs/capacity.md); the drain splits an entry into its lines again.
+LINES_PER_ENTRY = 100
 # KEYS: stream, epoch. ARGV: group, a new epoch token. The drain's consumer group,
 # and the stream with it if there is none. A stream created anew (Redis lost
 # it, or evicted it) starts a new epoch wherever it is created: here or in
-# SHIP_LINES.
+# SHIP_ENTRIES.
 ENSURE_GROUP = """
 if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[2], ARGV[2]) end
 redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
@@ -84,25 +92,6 @@ for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
 end
 return {epoch, last, false, false}
 """
-# Small enough that one call never holds Redis for long (~500 click lines).
-APPEND_CHUNK = 500
-# KEYS: stream. ARGV: group, consumer, count, field. XREADGROUP for one-field
-# messages, answered flat (id, value, id, value ...): redis-py would build a
-# dict per message, which cost the drain more than Redis's own work.
-READ_VALUES = """
-local reply = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>')
-if not reply then return {} end
-local flat = {}
-for i, entry in ipairs(reply[1][2]) do
-  local fields, value = entry[2], false
-  for j = 1, #fields, 2 do
-    if fields[j] == ARGV[4] then value = fields[j + 1] end
-  end
-  flat[2 * i - 1] = entry[1]
-  flat[2 * i] = value
-end
-return flat
-"""
 
 
 def stream_id(value):
@@ -132,65 +121,49 @@ class Durability(NamedTuple):
         return self.smallest_pending is None or last_id < self.smallest_pending
 
 
-class StreamBuffer:
-    """One stream, its consumer group, and the counters /metrics reports for it.
+class Shard:
+    """One stream of a buffer, its consumer group, and the counters /metrics adds up.
 
-    Its keys belong to one install (``namespace``, see ``webapp.keys``), so
-    each app builds its own buffers when it is created.
+    Every key a Lua call touches together (the stream, its epoch, its
+    counters) carries the shard's hash tag when it has one, so on a Redis
+    Cluster they live in one slot (see ``StreamBuffer``).
     """
 
-    def __init__(self, namespace, name, group, field=None):
-        # With ``field``, a message is one line of text (no newline in it)
-        # stored under that field name, and read back as that text (None if
-        # the message lacks the field); without, a dict of fields.
-        self.field = field
-        self.namespace, self.name = namespace, name
-        self.stream = key(namespace, name)
-        self.group = group
-        # The buffer's name is also what its metrics are called ("clicks", "pageviews").
-        self.metric = name
-        self.buffered_key = self.metric_key("buffered")
-        self.drained_key = self.metric_key("drained")
-        self.dropped_key = self.metric_key("dropped")
-        self.shipped_late_key = self.metric_key("shipped_late")
-        self.last_drain_key = key(namespace, "drain", name, "last_run")
+    def __init__(self, namespace, name, group, field, tag=None):
+        self.field, self.group, self.index_tag = field, group, tag
+        scoped = (
+            (lambda *parts: key(namespace, *parts, f"{{{tag}}}"))
+            if tag
+            else (lambda *parts: key(namespace, *parts))
+        )
+        self.stream = scoped(name)
+        self.buffered_key, self.drained_key, self.dropped_key = (
+            scoped("metrics", f"{name}_{metric}") for metric in ("buffered", "drained", "dropped")
+        )
         # Names this Redis's copy of the stream: gone or new after Redis lost its data.
-        self.epoch_key = key(namespace, name, "epoch")
+        self.epoch_key = scoped(name, "epoch")
         # Ids of batches whose write failed before the commit, for the next drain.
-        self.retry_key = key(namespace, name, "retry")
-
-    def metric_key(self, metric):
-        """The counter of ``metric`` for this buffer: ``cb:<ns>:metrics:clicks_<metric>``."""
-        return key(self.namespace, "metrics", f"{self.name}_{metric}")
+        self.retry_key = scoped(name, "retry")
 
     def ensure_group(self, client):
         cached_script(client, ENSURE_GROUP)(
             keys=[self.stream, self.epoch_key], args=[self.group, secrets.token_hex(8)]
         )
 
-    def append(self, client, messages):
-        """Append messages: one Lua call per chunk for one-field messages, else a pipeline."""
-        if self.field:
-            for start in range(0, len(messages), APPEND_CHUNK):
-                self.append_lines(client, "\n".join(messages[start : start + APPEND_CHUNK]))
-            return
-        pipe = client.pipeline(transaction=False)
-        for message in messages:
-            pipe.xadd(self.stream, message)
-        pipe.incrby(self.buffered_key, len(messages))
-        pipe.execute()
-
-    def append_lines(self, client, text):
-        """One-field messages: each non-empty line of ``text`` becomes one; return how many."""
-        return self.ship_block(client, text)[0]
-
-    def ship_block(self, client, text):
-        """Like ``append_lines``; return (messages added, the last one's id or None, the epoch)."""
-        added, last_id, epoch = cached_script(client, SHIP_LINES)(
+    def ship_lines(self, client, lines):
+        """Append ``lines`` (non-empty, no newline in them), ``LINES_PER_ENTRY`` to an entry;
+        return (lines added, the last entry's id or None, the epoch)."""
+        if not lines:
+            return 0, None, None
+        entries = [
+            "\n".join(lines[start : start + LINES_PER_ENTRY])
+            for start in range(0, len(lines), LINES_PER_ENTRY)
+        ]
+        added, last_id, epoch = cached_script(client, SHIP_ENTRIES)(
             keys=[self.stream, self.buffered_key, self.epoch_key],
-            args=[self.field, text, secrets.token_hex(8)],
+            args=[self.field, len(lines), secrets.token_hex(8), *entries],
         )
-        return added, last_id, epoch
+        return added, last_id or None, epoch
 
     def durability_state(self, client, new_epoch):
         """What Redis holds of the stream now, and what the drain has committed (``Durability``)."""
@@ -205,7 +178,7 @@ class StreamBuffer:
             client.rpush(self.retry_key, *message_ids)
 
     def claim_failed_batches(self, client, consumer, count):
-        """(id, message) pairs of batches whose drain failed before its commit."""
+        """(id, entry text) pairs of batches whose drain failed before its commit."""
         pipe = client.pipeline()
         pipe.lrange(self.retry_key, 0, count - 1)
         pipe.ltrim(self.retry_key, count, -1)
@@ -213,48 +186,153 @@ class StreamBuffer:
         if not message_ids:
             return []
         claimed = client.xclaim(self.stream, self.group, consumer, min_idle_time=0, message_ids=message_ids)
-        claimed = [(message_id, fields) for message_id, fields in claimed if fields]
-        if self.field:
-            return [(message_id, fields.get(self.field)) for message_id, fields in claimed]
-        return claimed
+        return self.values(claimed)
 
-    def read_new(self, client, consumer, count):
-        """Up to ``count`` (id, message) pairs never delivered to any consumer."""
-        if self.field:
-            flat = cached_script(client, READ_VALUES)(
-                keys=[self.stream], args=[self.group, consumer, count, self.field]
-            )
-            pairs = iter(flat)
-            return list(zip(pairs, pairs, strict=True))
-        reply = client.xreadgroup(self.group, consumer, {self.stream: ">"}, count=count)
-        return reply[0][1] if reply else []
+    def read_new(self, client, consumer, count, block_ms=None):
+        """Up to ``count`` (id, entry text) pairs never delivered to any consumer; with
+        ``block_ms``, wait that long for the first if there is none yet."""
+        reply = client.xreadgroup(self.group, consumer, {self.stream: ">"}, count=count, block=block_ms)
+        return self.values(reply[0][1]) if reply else []
 
     def reclaim_stale(self, client, consumer, idle_seconds, count):
-        """(id, message) pairs delivered to a consumer that has not acknowledged them in time."""
+        """(id, entry text) pairs delivered to a consumer that has not acknowledged them in time."""
         reply = client.xautoclaim(
             self.stream, self.group, consumer, min_idle_time=int(idle_seconds * 1000), count=count
         )
-        claimed = [(message_id, fields) for message_id, fields in reply[1] if fields]
-        if self.field:
-            return [(message_id, fields.get(self.field)) for message_id, fields in claimed]
-        return claimed
+        return self.values(reply[1])
 
-    def acknowledge(self, client, message_ids, recorded):
-        """XACK and XDEL the batch and count it, in one call (the ids are sent once)."""
+    def values(self, messages):
+        """(id, text) of each message still there (None for one without the field)."""
+        return [(message_id, fields.get(self.field)) for message_id, fields in messages if fields]
+
+    def acknowledge(self, client, message_ids, recorded, dropped):
+        """XACK and XDEL the batch and count its lines, in one call (the ids are sent once)."""
         for start in range(0, len(message_ids), ACK_CHUNK):
-            chunk = message_ids[start : start + ACK_CHUNK]
-            counted = recorded if start == 0 else 0
-            dropped = len(message_ids) - recorded if start == 0 else 0
+            first = start == 0
             cached_script(client, ACK_AND_DELETE)(
                 keys=[self.stream, self.drained_key, self.dropped_key],
-                args=[self.group, counted, dropped, *chunk],
-            )
+                args=[self.group, recorded if first else 0, dropped if first else 0,
+                      *message_ids[start : start + ACK_CHUNK]],
+            )  # fmt: skip
 
     def backlog(self, client):
-        """(messages waiting, age in seconds of the oldest one)."""
-        length = client.xlen(self.stream)
-        oldest = client.xrange(self.stream, count=1) if length else []
+        """(lines waiting, time.time() of the oldest entry or None). Lines, not entries:
+        the counters say how many lines went in and came out; XLEN counts entries."""
+        pipe = client.pipeline(transaction=False)
+        pipe.xrange(self.stream, count=1)
+        pipe.mget(self.buffered_key, self.drained_key, self.dropped_key)
+        oldest, (buffered, drained, dropped) = pipe.execute()
         if not oldest:
-            return length, 0.0
-        oldest_ms = int(oldest[0][0].split("-")[0])
-        return length, max(0.0, time.time() - oldest_ms / 1000)
+            return 0, None
+        waiting = int(buffered or 0) - int(drained or 0) - int(dropped or 0)
+        return max(waiting, 1), int(oldest[0][0].split("-")[0]) / 1000
+
+
+def slot_spread_tags(name, count):
+    """Hash tags for ``count`` shards, the i-th one's slot in the i-th of ``count`` equal
+    ranges of Redis Cluster's 16,384 slots. ``redis-cli --cluster create`` gives each
+    master one contiguous range, so N shards on a cluster of N masters land one per
+    master, and on more masters still spread (a tag of plain numbers would hash wherever)."""
+    tags = []
+    for index in range(count):
+        low, high = index * SLOTS // count, (index + 1) * SLOTS // count
+        tag = next(
+            candidate
+            for candidate in (f"{name}.{index}.{attempt}" for attempt in itertools.count())
+            if low <= key_slot(f"{{{candidate}}}".encode()) < high
+        )
+        tags.append(tag)
+    return tags
+
+
+class StreamBuffer:
+    """A buffer of lines: one stream, or ``shards`` of them, each line in the shard its
+    event id hashes to (``shard_of``), and the counters /metrics reports for it all.
+
+    One shard on one Redis keeps the names it always had. Several shards, or
+    any number on a Redis Cluster (``tagged``), give each shard a hash tag, so
+    a Lua call's keys share a slot and the shards spread over the masters.
+    Its keys belong to one install (``namespace``, see ``webapp.keys``), so
+    each app builds its own buffers when it is created.
+    """
+
+    def __init__(self, namespace, name, group, field, shards=1, tagged=False):
+        # A message is one field, ``field``: up to LINES_PER_ENTRY lines of text.
+        self.field = field
+        self.namespace, self.name = namespace, name
+        self.group = group
+        tags = slot_spread_tags(name, shards) if shards > 1 or tagged else [None]
+        self.shards = [Shard(namespace, name, group, field, tag) for tag in tags]
+        # The first shard's keys, the only shard unless CLICK_STREAMS says otherwise.
+        first = self.shards[0]
+        self.stream, self.epoch_key, self.retry_key = first.stream, first.epoch_key, first.retry_key
+        self.buffered_key, self.drained_key, self.dropped_key = (
+            first.buffered_key,
+            first.drained_key,
+            first.dropped_key,
+        )
+        # The buffer's name is also what its metrics are called ("clicks", "pageviews").
+        self.metric = name
+        self.shipped_late_key = self.metric_key("shipped_late")
+        self.last_drain_key = key(namespace, "drain", name, "last_run")
+
+    def metric_key(self, metric):
+        """A counter of ``metric`` kept once for all shards: ``cb:<ns>:metrics:clicks_<metric>``."""
+        return key(self.namespace, "metrics", f"{self.name}_{metric}")
+
+    def shard_of(self, line):
+        """The shard a line goes to: by a hash of its event id (its first field), so a
+        line shipped again goes where it went the first time."""
+        if len(self.shards) == 1:
+            return self.shards[0]
+        return self.shards[zlib.crc32(line.partition("\t")[0].encode()) % len(self.shards)]
+
+    def by_shard(self, text):
+        """The non-empty lines of ``text``, grouped by shard: [(shard, lines)]."""
+        lines = [line for line in text.split("\n") if line]
+        if len(self.shards) == 1:
+            return [(self.shards[0], lines)] if lines else []
+        grouped = {}
+        for line in lines:
+            grouped.setdefault(self.shard_of(line), []).append(line)
+        return list(grouped.items())
+
+    def waiting_lines(self, client):
+        """Every line in the buffer, shard by shard, in stream order (tests, the bench)."""
+        return [
+            line
+            for shard in self.shards
+            for _, fields in client.xrange(shard.stream)
+            for line in fields[self.field].split("\n")
+        ]
+
+    def ensure_group(self, client):
+        for shard in self.shards:
+            shard.ensure_group(client)
+
+    def append(self, client, messages):
+        """Append lines (no newline in them) to their shards; return how many."""
+        return sum(shard.ship_lines(client, lines)[0] for shard, lines in self.by_shard("\n".join(messages)))
+
+    def append_lines(self, client, text):
+        """Each non-empty line of ``text`` into its shard; return how many."""
+        return sum(shard.ship_lines(client, lines)[0] for shard, lines in self.by_shard(text))
+
+    def totals(self, client):
+        """buffered, drained and dropped lines, summed over the shards."""
+        pipe = client.pipeline(transaction=False)
+        for shard in self.shards:
+            pipe.get(shard.buffered_key)
+            pipe.get(shard.drained_key)
+            pipe.get(shard.dropped_key)
+        values = [int(value or 0) for value in pipe.execute()]
+        return {
+            name: sum(values[offset::3]) for offset, name in enumerate(("buffered", "drained", "dropped"))
+        }
+
+    def backlog(self, client):
+        """(lines waiting in all shards, age in seconds of the oldest one)."""
+        waiting = [shard.backlog(client) for shard in self.shards]
+        oldest = min((since for _, since in waiting if since is not None), default=None)
+        length = sum(length for length, _ in waiting)
+        return length, 0.0 if oldest is None else max(0.0, time.time() - oldest)

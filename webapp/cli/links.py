@@ -149,7 +149,7 @@ def clicks():
 @with_appcontext
 def drain_command():
     """Drain the click buffer now, in this process (normally beat does this)."""
-    click.echo(f"recorded {drain_click_buffer.run()} clicks")
+    click.echo(f"recorded {drain_click_buffer.run(follow=False)} clicks")
 
 
 @clicks.command("ship-orphans")

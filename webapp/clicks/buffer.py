@@ -14,22 +14,30 @@ one ``create_app`` would build.
 from flask import current_app, has_app_context
 from werkzeug.local import LocalProxy
 
-from webapp.config import environment_namespace
+from webapp.config import environment_namespace, load_config
 from webapp.keys import key
 from webapp.streams import StreamBuffer
 
 EXTENSION = "clickboard.click_buffer"
 
 
-def click_buffer_for(namespace):
-    return StreamBuffer(namespace, "clicks", "drain", field="c")
+def click_buffer_for(namespace, cfg):
+    """The install's click buffer as ``cfg`` shapes it: CLICK_STREAMS shards, tagged for a cluster."""
+    return StreamBuffer(
+        namespace,
+        "clicks",
+        "drain",
+        field="c",
+        shards=cfg["CLICK_STREAMS"],
+        tagged=cfg["CLICK_REDIS_CLUSTER"],
+    )
 
 
 def click_buffer():
     """The current app's click buffer (without an app, the environment's install's)."""
     if has_app_context():
         return current_app.extensions[EXTENSION]
-    return click_buffer_for(environment_namespace())
+    return click_buffer_for(environment_namespace(), load_config())
 
 
 CLICK_BUFFER = LocalProxy(click_buffer)
@@ -50,14 +58,14 @@ def dead_lettered_key(buffer):
 
 
 def counters(client):
-    """Totals for /metrics."""
+    """Totals for /metrics (``client``: the click buffer's Redis, ``click_redis``)."""
     buffer = click_buffer()
-    keys = {
-        "clicks_buffered": buffer.buffered_key,
-        "clicks_drained": buffer.drained_key,
-        "clicks_dropped": buffer.dropped_key,
-        "clicks_shipped_late": shipped_late_key(buffer),
-        "clicks_dead_lettered": dead_lettered_key(buffer),
+    totals = buffer.totals(client)
+    late, dead = client.get(shipped_late_key(buffer)), client.get(dead_lettered_key(buffer))
+    return {
+        "clicks_buffered": totals["buffered"],
+        "clicks_drained": totals["drained"],
+        "clicks_dropped": totals["dropped"],
+        "clicks_shipped_late": int(late or 0),
+        "clicks_dead_lettered": int(dead or 0),
     }
-    values = client.mget(list(keys.values()))
-    return {name: int(value or 0) for name, value in zip(keys, values, strict=True)}

@@ -17,7 +17,7 @@ import json
 import logging
 
 from webapp.clicks.buffer import click_buffer, dead_letter_stream, dead_lettered_key
-from webapp.redis_client import worker_redis
+from webapp.redis_client import click_redis
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def keep_aside(rows):
     """Append the click rows to the dead-letter stream, count and log them."""
     buffer = click_buffer()
     stream = dead_letter_stream(buffer)
-    pipe = worker_redis().pipeline(transaction=False)
+    pipe = click_redis().pipeline(transaction=False)
     for row in rows:
         fields = {
             "link_id": row["link_id"],

@@ -6,7 +6,7 @@ from redis import RedisError
 
 from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.dashboard import bp, insights, stats
-from webapp.redis_client import request_redis
+from webapp.redis_client import click_redis, request_redis
 from webapp.reports.coordinator import report_card_context
 from webapp.request_args import optional_id
 
@@ -56,7 +56,7 @@ def click_lag():
     if not guard.available:
         return None
     try:
-        return CLICK_BUFFER.backlog(guard.client)
+        return CLICK_BUFFER.backlog(click_redis(purpose="request"))
     except RedisError:
         guard.mark_down()
         return None

@@ -16,7 +16,7 @@ from webapp.clicks import click_log, dead_letters
 from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.dashboard import bp
 from webapp.pageviews.ingest import PAGEVIEW_BUFFER
-from webapp.redis_client import eviction_warning, request_redis
+from webapp.redis_client import click_redis, eviction_warning, request_redis
 
 
 @bp.before_request
@@ -52,18 +52,20 @@ def recent_queue_depths():
 
 def ops_context():
     context = {"now": time.time(), "problems": []}
-    client = request_redis().client
+    client, clicks_client = request_redis().client, click_redis(purpose="request")
     namespace = current_app.config["CLICKBOARD_NAMESPACE"]
     readers = {
-        "clicks": lambda: CLICK_BUFFER.backlog(client),
+        "clicks": lambda: CLICK_BUFFER.backlog(clicks_client),
         "pageviews": lambda: PAGEVIEW_BUFFER.backlog(client),
         "workers": lambda: ops.live_workers(client, namespace),
         "failures": lambda: ops.recent_failures(client, namespace),
-        "drain": lambda: ops.drain_state(client, CLICK_BUFFER, current_app.config["CLICK_DRAIN_INTERVAL"]),
+        "drain": lambda: ops.drain_state(
+            clicks_client, CLICK_BUFFER, current_app.config["CLICK_DRAIN_INTERVAL"]
+        ),
         "drains_expired": lambda: int(client.get(ops.drains_expired_key(namespace)) or 0),
         "queues": recent_queue_depths,
         "log_files": lambda: click_log.pending_files(current_app.config["CLICK_LOG_DIR"]),
-        "dead_letters": lambda: dead_letters.waiting(client),
+        "dead_letters": lambda: dead_letters.waiting(clicks_client),
         "kept_files": lambda: click_log.kept_files(current_app.config["CLICK_LOG_DIR"]),
         "warnings": lambda: pipeline_warnings(client),
     }
