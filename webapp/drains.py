@@ -74,17 +74,29 @@ class StreamDrain:
         """Drain up to ``max_batches`` batches of each shard, then follow the shards for
         ``follow_seconds``; return the number of rows recorded."""
         started = time.monotonic()
-        recorded = 0
+        recorded, away = 0, []
         for shard in self.shards_in_turn():
-            shard.ensure_group(client)
-            recorded += self.drain_leftovers(
-                client, engine, shard, consumer, batch_size, reclaim_idle_seconds
-            )
-            recorded += self.drain_shard(client, engine, shard, consumer, batch_size, max_batches)
+            try:
+                recorded += self.drain_one_shard(client, engine, shard, consumer, batch_size, max_batches,
+                                                 reclaim_idle_seconds)  # fmt: skip
+            except redis.RedisError as exc:
+                if len(self.buffer.shards) == 1:
+                    raise
+                # The other shards' clicks must not wait for this one's Redis.
+                log.warning("shard %s unreachable, draining the others: %s", shard.stream, exc)
+                away.append(shard)
+        if len(away) == len(self.buffer.shards) > 1:
+            raise redis.ConnectionError("no shard of the buffer answers")
         if follow_seconds > 0:
-            recorded += self.follow(client, engine, consumer, batch_size, started + follow_seconds)
+            here = [shard for shard in self.buffer.shards if shard not in away]
+            recorded += self.follow(client, engine, here, consumer, batch_size, started + follow_seconds)
         client.set(self.buffer.last_drain_key, f"{time.time():.3f}")
         return recorded
+
+    def drain_one_shard(self, client, engine, shard, consumer, batch_size, max_batches, reclaim_idle_seconds):
+        shard.ensure_group(client)
+        recorded = self.drain_leftovers(client, engine, shard, consumer, batch_size, reclaim_idle_seconds)
+        return recorded + self.drain_shard(client, engine, shard, consumer, batch_size, max_batches)
 
     def shards_in_turn(self):
         """The shards, starting at a random one: drains running at once start apart."""
@@ -92,14 +104,14 @@ class StreamDrain:
         first = random.randrange(len(shards))
         return shards[first:] + shards[:first]
 
-    def follow(self, client, engine, consumer, batch_size, deadline):
+    def follow(self, client, engine, shards, consumer, batch_size, deadline):
         """Until ``deadline``: wait on each shard in turn (XREADGROUP BLOCK) and write what
         arrives at once, so a click is counted moments after it is shipped, not at the next
         periodic drain. Lua cannot block, so this reads with XREADGROUP itself."""
         recorded = 0
-        wait_ms = max(1, FOLLOW_WAIT_MS // len(self.buffer.shards))
-        while time.monotonic() < deadline:
-            for shard in self.buffer.shards:
+        wait_ms = max(1, FOLLOW_WAIT_MS // max(1, len(shards)))
+        while shards and time.monotonic() < deadline:
+            for shard in shards:
                 messages = shard.read_new(client, consumer, entries_for(batch_size), block_ms=wait_ms)
                 if messages:
                     recorded += self.drain_batch(client, engine, shard, messages, check_duplicates=False)

@@ -46,7 +46,14 @@ def make_cluster_client(url, timeout):
     """A Redis Cluster client from one node's address: it learns the others and follows
     slot moves (MOVED / ASK) itself."""
     return RedisCluster.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        decode_responses=True,
+        # One try and one reinitialisation: a master that is away must cost a drain or a
+        # shipper seconds, not minutes of retries; they come back to it on their next turn.
+        retry=Retry(NoBackoff(), 1),
+        require_full_coverage=False,
     )
 
 
@@ -60,7 +67,12 @@ def init_app(app):
     click_url = app.config["CLICK_REDIS_URL"]
     if click_url:
         make = make_cluster_client if app.config["CLICK_REDIS_CLUSTER"] else make_client
-        app.extensions[CLICK_CLIENTS] = {"worker": make(click_url, 10.0), "background": make(click_url, 2.0)}
+        # On a cluster the worker's client waits less: the drain goes on to the other shards.
+        worker_timeout = 2.0 if app.config["CLICK_REDIS_CLUSTER"] else 10.0
+        app.extensions[CLICK_CLIENTS] = {
+            "worker": make(click_url, worker_timeout),
+            "background": make(click_url, 2.0),
+        }
 
 
 def request_redis(app=None):

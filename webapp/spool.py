@@ -53,7 +53,14 @@ from flask import current_app
 from redis import RedisError
 
 from webapp.durable_counters import HostCounters
-from webapp.spool_files import list_directory, open_appending, settle_kept, ship_file, ship_orphans
+from webapp.spool_files import (
+    list_directory,
+    open_appending,
+    settle_kept,
+    ship_file,
+    ship_files,
+    ship_orphans,
+)
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +192,19 @@ class Spool:
     def ship_own(self):
         """Move this process's lines to Redis; leave them on disk if Redis fails."""
         self.ship_held()
-        for name in list_directory(self.directory):
-            if name.startswith(f"shipping-{self.pid}-"):
-                ship_file(os.path.join(self.directory, name), self.client, self.buffer)  # a failed try
+        earlier = [
+            os.path.join(self.directory, name)
+            for name in list_directory(self.directory)
+            if name.startswith(f"shipping-{self.pid}-")  # failed tries, shard parts
+        ]
+        try:
+            ship_files(earlier, self.client, self.buffer)
+        except RedisError:
+            # One stream: Redis is away, and new lines wait in the live file. Several
+            # shards: the others still take lines, so the live file is split as usual
+            # (a shard that is away gathers its lines in its part file).
+            if len(self.buffer.shards) == 1:
+                raise
         aside = self.rotate()
         if aside:
             ship_file(aside, self.client, self.buffer)

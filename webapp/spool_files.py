@@ -9,8 +9,11 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 import secrets
 import uuid
+
+from redis import RedisError
 
 from webapp.durable_counters import HostCounters
 
@@ -20,8 +23,8 @@ log = logging.getLogger(__name__)
 # long Redis outage neither fills memory nor holds Redis in one long call.
 SHIP_BLOCK_BYTES = 64 * 1024
 KEPT_SUFFIX = ".kept"
-# With several shards, a shipped file's lines are written apart per shard under these names first.
-PART_PREFIX, PART_SUFFIX = "keeping-", ".part"
+# With several shards, a file to ship is first split into one file per shard, named so.
+SHARD_PART = re.compile(r"-s\d+\.log$")
 
 
 def list_directory(directory):
@@ -80,55 +83,79 @@ def ship_file(path, client, buffer):
         return ship_locked(fd, path, client, buffer)
 
 
+def ship_files(paths, client, buffer):
+    """Ship each file; one whose shard Redis refuses waits, the others go; then raise the
+    first refusal, if any. Return the lines shipped."""
+    shipped, failure = 0, None
+    for path in paths:
+        try:
+            shipped += ship_file(path, client, buffer)
+        except RedisError as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+    return shipped
+
+
 def ship_locked(fd, path, client, buffer):
-    shipped, receipts = 0, {}  # shard index → Receipt
+    if len(buffer.shards) > 1 and not SHARD_PART.search(path):
+        parts = split_by_shard(fd, path, buffer)
+        os.unlink(path)  # every line is in a part now
+        return ship_files(parts, client, buffer)
+    shipped, shard, first_epoch, last_id = 0, None, None, None
     with os.fdopen(os.dup(fd), "rb") as file:
         for block in line_blocks(file):
             # Whole blocks, not lines: per-line Python work was most of the shipping cost.
             for shard, lines in buffer.by_shard(block.decode(errors="replace")):
-                added, last_id, epoch = shard.ship_lines(client, lines)
+                added, block_last_id, epoch = shard.ship_lines(client, lines)
                 shipped += added
-                index = buffer.shards.index(shard)
-                receipt = receipts.setdefault(index, Receipt(epoch, os.path.dirname(path), index))
-                receipt.add(last_id, lines if len(buffer.shards) > 1 else None)
-    if not receipts:
+                first_epoch = first_epoch or epoch
+                last_id = block_last_id or last_id
+    if last_id is None:
         os.unlink(path)  # nothing in it worth keeping
-    elif len(buffer.shards) == 1:
-        os.rename(path, receipts[0].kept_path())
     else:
-        # Each shard's lines kept apart, under that shard's epoch and last id.
-        for receipt in receipts.values():
-            receipt.keep()
-        os.unlink(path)
+        # The first block's epoch: had Redis restarted between blocks, the file
+        # no longer matches the new epoch and is shipped again, all of it.
+        os.rename(path, kept_path(os.path.dirname(path), first_epoch, last_id, buffer.shards.index(shard)))
     return shipped
 
 
-class Receipt:
-    """What one shard was given from one file: the first block's epoch (had Redis restarted
-    between blocks, the file no longer matches the new epoch and is shipped again, all of
-    it), the last id, and, with several shards, that shard's lines written aside."""
+def split_by_shard(fd, path, buffer):
+    """With several shards: the file's lines appended to one file per shard,
+    ``shipping-<pid>-s<i>.log``, so a shard that cannot be reached holds back its own
+    lines only (in one growing file, not one per tick); return their paths. A crash before the caller deletes the original leaves lines in both: shipped
+    twice, counted once (event ids)."""
+    directory, parts = os.path.dirname(path), {}
+    try:
+        with os.fdopen(os.dup(fd), "rb") as file:
+            for block in line_blocks(file):
+                for shard, lines in buffer.by_shard(block.decode(errors="replace")):
+                    index = buffer.shards.index(shard)
+                    if index not in parts:
+                        parts[index] = open_shard_part(directory, index)
+                    os.write(parts[index][0], "".join(line + "\n" for line in lines).encode())
+    finally:
+        for part_fd, _ in parts.values():
+            os.close(part_fd)  # and with it the lock
+    return [part_path for _, part_path in parts.values()]
 
-    def __init__(self, epoch, directory, shard_index):
-        self.epoch, self.directory, self.shard_index = epoch, directory, shard_index
-        self.last_id = None
-        self.part = None  # with several shards: this shard's lines, kept once all are shipped
 
-    def add(self, last_id, lines):
-        self.last_id = last_id or self.last_id
-        if lines is not None:
-            if self.part is None:
-                path = os.path.join(
-                    self.directory, f"{PART_PREFIX}{os.getpid()}-{uuid.uuid4().hex}{PART_SUFFIX}"
-                )
-                self.part = open(path, "w")  # noqa: SIM115 - closed in keep()
-            self.part.write("".join(line + "\n" for line in lines))
-
-    def kept_path(self):
-        return kept_path(self.directory, self.epoch, self.last_id, self.shard_index)
-
-    def keep(self):
-        self.part.close()
-        os.rename(self.part.name, self.kept_path())
+def open_shard_part(directory, index):
+    """(fd, path) of this process's file of shard ``index`` lines, exclusively locked: a
+    shipper (ours, or another process's ``ship_orphans``) may take it whenever we do not
+    hold it, and must never rename it while we append."""
+    path = os.path.join(directory, f"shipping-{os.getpid()}-s{index}.log")
+    while True:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # being shipped right now: start another
+            os.close(fd)
+            path = os.path.join(directory, f"shipping-{os.getpid()}-{uuid.uuid4().hex}-s{index}.log")
+            continue
+        if same_file(fd, path):
+            return fd, path
+        os.close(fd)  # shipped and renamed between our open and our lock
 
 
 def kept_path(directory, epoch, last_id, shard_index=0):
@@ -220,32 +247,11 @@ def ship_orphans(directory, client, buffer, prefix):
     for name in list_directory(directory):
         if name.endswith(".log") and name.startswith((f"{prefix}-", "shipping-")):
             shipped += ship_file(os.path.join(directory, name), client, buffer)
-        elif name.startswith(PART_PREFIX) and name.endswith(PART_SUFFIX):
-            remove_dead_part(os.path.join(directory, name))
     if shipped:
         HostCounters(directory).add(f"{buffer.metric}_shipped_late", shipped)
         client.incrby(buffer.shipped_late_key, shipped)
         log.info("shipped %d %s left by stopped processes", shipped, buffer.metric)
     return shipped
-
-
-def remove_dead_part(path):
-    """A shard's lines written aside by a process that died before keeping them: the file
-    they came from was not deleted, so it is shipped again whole; this copy is not needed."""
-    pid = os.path.basename(path)[len(PART_PREFIX) :].split("-")[0]
-    if pid.isdigit() and not process_alive(int(pid)):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-
-
-def process_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def pending_files(directory):

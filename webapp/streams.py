@@ -16,6 +16,7 @@ import time
 import zlib
 from typing import NamedTuple
 
+from redis.cluster import RedisCluster
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS as SLOTS
 from redis.crc import key_slot
 
@@ -191,7 +192,17 @@ class Shard:
     def read_new(self, client, consumer, count, block_ms=None):
         """Up to ``count`` (id, entry text) pairs never delivered to any consumer; with
         ``block_ms``, wait that long for the first if there is none yet."""
-        reply = client.xreadgroup(self.group, consumer, {self.stream: ">"}, count=count, block=block_ms)
+        args = ["XREADGROUP", "GROUP", self.group, consumer, "COUNT", count]
+        if block_ms is not None:
+            args += ["BLOCK", block_ms]
+        args += ["STREAMS", self.stream, ">"]
+        if isinstance(client, RedisCluster):
+            # XREADGROUP's keys move with its options, so a cluster client asks some node
+            # (COMMAND GETKEYS) where to send it: a master that is away would stall every
+            # shard's reads. The shard's own node is known from its stream's slot.
+            reply = client.execute_command(*args, target_nodes=client.get_node_from_key(self.stream))
+        else:
+            reply = client.execute_command(*args)
         return self.values(reply[0][1]) if reply else []
 
     def reclaim_stale(self, client, consumer, idle_seconds, count):
