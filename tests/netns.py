@@ -126,6 +126,24 @@ def socket_in(namespace, address):
     return made["socket"]
 
 
+def reaches(namespace, address, port, timeout=2.0):
+    """Whether a TCP connection from inside ``namespace`` to ``address:port`` succeeds."""
+    reached = {}
+
+    def connect():
+        join_namespace(namespace)
+        try:
+            socket.create_connection((address, port), timeout=timeout).close()
+            reached["yes"] = True
+        except OSError:
+            reached["yes"] = False
+
+    thread = threading.Thread(target=connect)
+    thread.start()
+    thread.join()
+    return reached.get("yes", False)
+
+
 def used_networks():
     """The networks of every address and route of the root namespace."""
     networks = []

@@ -28,7 +28,14 @@ from sqlalchemy import func, make_url, select
 
 from tests import netns, services
 from tests.broker import purge_queues
-from tests.conftest import CI, IN_PROCESS_CONFIG, TEST_BROKER_URL, fresh_database, stop_click_logs
+from tests.conftest import (
+    CI,
+    IN_PROCESS_CONFIG,
+    TEST_BROKER_URL,
+    TEST_DATABASE_URL,
+    fresh_database,
+    stop_click_logs,
+)
 from tests.processes import BIN, ManagedProcess, WebServer, celery_beat, celery_worker, wait_for
 from webapp import PROJECT_ROOT, create_app, embedded_redis
 from webapp.auth.tokens import issue_token
@@ -45,9 +52,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 HOSTS = ("h1", "h2", "h3")
 REDIS_PORT = 6379  # on the test's own bridge address: nothing else can hold it
 HUMAN = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) clickboard-netns-tests"}
-# h3's shipper runs once a second, so the kill in the last test is likely to
-# catch lines it has not moved to Redis yet: the case a killed host puts at risk.
-H3_SHIP_INTERVAL = "1"
 
 
 def require(reason):
@@ -84,24 +88,41 @@ class Host:
 
     def start_worker(self):
         queues = f"clicks,reports,default,host.{self.name}"
+        preexec = netns.in_host(self.namespace)
         self.worker = celery_worker(
-            self.env,
-            self.directory,
-            queues,
-            name=f"worker-{self.name}",
-            preexec_fn=netns.in_host(self.namespace),
-        ).start()
+            self.env, self.directory, queues, name=f"worker-{self.name}", preexec_fn=preexec
+        )
         self.started.append(self.worker)
+        self.worker.start()
 
-    def start_web(self):
+    def start_web(self, **overrides):
+        """gunicorn on the host's address; ``overrides``: settings for this start only."""
         self.web = WebServer(
-            self.env,
+            {**self.env, **overrides},
             self.directory,
             workers=1,
             sock=netns.socket_in(self.namespace, self.address),
             preexec_fn=netns.in_host(self.namespace),
-        ).start()
-        self.started.append(self.web)
+        )
+        self.started.append(self.web)  # stopped at teardown even if it never answers
+        self.web.start()
+
+    def kill(self):
+        """SIGKILL gunicorn (master and worker) and the Celery worker at once: the host dies."""
+        self.web.kill()
+        self.worker.kill()
+
+    def restart(self, cluster):
+        """Start the host again on the same spool, and let traffic resume.
+
+        A web process starts its shipper with its first click, and that shipper
+        ships the dead processes' files at once. Without traffic they wait for
+        beat's ``ship_orphaned_clicks``, which runs on the shared ``clicks``
+        queue: on whichever host's worker takes it, shipping that host's disk.
+        """
+        self.start_worker()
+        self.start_web()
+        cluster.click(self.name, cluster.links[0])
 
     def redirect(self, slug):
         return requests.get(f"{self.web.url}/r/{slug}", headers=HUMAN, allow_redirects=False, timeout=10)
@@ -235,7 +256,7 @@ def host_env(network, name, database_url, directory):
         "CLICK_DRAIN_INTERVAL": "0.5",
         "CLICK_RECLAIM_IDLE_SECONDS": "3",
         "REDIS_RETRY_AFTER": "0.5",
-        "CLICK_SHIP_INTERVAL": H3_SHIP_INTERVAL if name == "h3" else "0.1",
+        "CLICK_SHIP_INTERVAL": "0.1",  # the default, said out loud: the kill test's window
         # The link checks of the routing test fetch another host's page.
         "LINK_CHECK_ALLOWED_HOSTS": ",".join(network.hosts.values()),
         "LINK_CHECK_RATE_LIMIT": "1000/s",
@@ -345,6 +366,64 @@ def test_a_check_sent_to_host_h2_runs_on_h2s_worker_only(cluster):
 
 def test_redirects_sent_to_every_host_in_turn_are_all_counted(cluster):
     for turn in range(60):
-        cluster.click(HOSTS[turn % len(HOSTS)], cluster.links[turn % len(cluster.links)])
+        # Each host in turn, and each host every link (the next test relies on h2 knowing them all).
+        cluster.click(HOSTS[turn % len(HOSTS)], cluster.links[turn // len(HOSTS) % len(cluster.links)])
+
+    cluster.wait_until_all_counted()
+
+
+def test_a_host_cut_from_redis_keeps_redirecting_and_its_clicks_count_once_after(cluster):
+    network, h2 = cluster.network, cluster.hosts["h2"]
+    cluster.wait_until_all_counted()
+    before = sum(cluster.stored_clicks().values())
+    network.cut("h2", network.redis_address)
+    try:
+        assert not netns.reaches(h2.namespace, network.redis_address, REDIS_PORT)
+        # Only Redis: PostgreSQL (through the forwarder) still answers h2.
+        assert netns.reaches(h2.namespace, network.services_address, make_url(TEST_DATABASE_URL).port or 5432)
+        for turn in range(30):
+            cluster.click("h2", cluster.links[turn % len(cluster.links)])
+            cluster.click(("h1", "h3")[turn % 2], cluster.links[turn % len(cluster.links)])
+        # The other hosts' clicks flow meanwhile; h2's wait in its spool, none lost, none shipped.
+        wait_for(
+            lambda: sum(cluster.stored_clicks().values()) == before + 30, 60, 0.2, "h1's and h3's clicks"
+        )
+        assert spool_lines(h2.spool)[0] == 30
+    finally:
+        network.heal("h2", network.redis_address)
+
+    cluster.wait_until_all_counted()
+
+
+def test_a_killed_host_restarted_on_its_spool_counts_every_click_it_answered(cluster, record_property):
+    h3 = cluster.hosts["h3"]
+    cluster.wait_until_all_counted()
+    for turn in range(90):
+        cluster.click("h3", cluster.links[turn % len(cluster.links)])
+
+    h3.kill()
+    unshipped, kept = spool_lines(h3.spool)
+    # What the kill put at risk had the host's disk been lost with it: lines not yet
+    # shipped (at most CLICK_SHIP_INTERVAL's worth). Kept lines are in Redis already.
+    record_property("unshipped_lines_at_kill", unshipped)
+    record_property("kept_lines_at_kill", kept)
+    print(f"h3 killed with {unshipped} unshipped and {kept} shipped-but-uncommitted lines on its disk")
+    h3.restart(cluster)
+
+    cluster.wait_until_all_counted()
+
+
+def test_a_host_killed_before_its_shipper_ever_ran_loses_nothing_once_restarted(cluster):
+    """The worst case: every click the host answered is only in its local log when it dies."""
+    h3 = cluster.hosts["h3"]
+    cluster.wait_until_all_counted()
+    h3.web.stop()
+    h3.start_web(CLICK_SHIP_INTERVAL="3600")  # its shipper will not run during this test
+    for turn in range(90):
+        cluster.click("h3", cluster.links[turn % len(cluster.links)])
+
+    h3.kill()
+    assert spool_lines(h3.spool) == (90, 0)  # all of them at risk, none in Redis
+    h3.restart(cluster)
 
     cluster.wait_until_all_counted()
