@@ -112,12 +112,14 @@ class RedisServer:
 class ManagedProcess:
     """A subprocess started with the app's environment, stoppable or killable."""
 
-    def __init__(self, name, command, env, log_dir, pass_fds=()):
+    def __init__(self, name, command, env, log_dir, pass_fds=(), preexec_fn=None):
         self.name = name
         self.command = command
         self.env = env
         self.log_path = os.path.join(log_dir, f"{name}.log")
         self.pass_fds = pass_fds
+        # Run in the child before exec: tests/netns.py enters a network namespace there.
+        self.preexec_fn = preexec_fn
         self.process = None
 
     def start(self):
@@ -130,6 +132,7 @@ class ManagedProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             pass_fds=self.pass_fds,
+            preexec_fn=self.preexec_fn,
         )
         self.log = log
         return self
@@ -169,40 +172,47 @@ class ManagedProcess:
         self.log.close()
 
 
-def celery_worker(env, log_dir, queues="clicks,reports,default", concurrency=1, name="worker", extra=()):
+def celery_worker(
+    env, log_dir, queues="clicks,reports,default", concurrency=1, name="worker", extra=(), preexec_fn=None
+):
     command = [
         os.path.join(BIN, "celery"), "-A", "celery_worker", "worker",
         "-Q", queues, "--concurrency", str(concurrency), "--pool", "prefork",
         "--loglevel", "INFO", "--hostname", f"{name}@%h", "--without-mingle", "--without-gossip",
         *extra,
     ]  # fmt: skip
-    return ManagedProcess(name, command, env, log_dir)
+    return ManagedProcess(name, command, env, log_dir, preexec_fn=preexec_fn)
 
 
-def celery_beat(env, log_dir):
+def celery_beat(env, log_dir, preexec_fn=None):
     schedule = os.path.join(log_dir, "celerybeat-schedule")
     command = [
         os.path.join(BIN, "celery"), "-A", "celery_worker", "beat",
         "--loglevel", "INFO", "--schedule", schedule,
     ]  # fmt: skip
-    return ManagedProcess("beat", command, env, log_dir)
+    return ManagedProcess("beat", command, env, log_dir, preexec_fn=preexec_fn)
 
 
 class WebServer(ManagedProcess):
-    """gunicorn serving ``wsgi:app`` on a socket bound here and inherited (no port to race for)."""
+    """gunicorn serving ``wsgi:app`` on a socket bound here and inherited (no port to race for).
 
-    def __init__(self, env, log_dir, workers=2, app="wsgi:app"):
-        self.socket = bound_socket()
-        self.port = self.socket.getsockname()[1]
+    ``sock``: a socket bound elsewhere (tests/netns.py binds one inside a network namespace).
+    """
+
+    def __init__(self, env, log_dir, workers=2, app="wsgi:app", sock=None, preexec_fn=None):
+        self.socket = sock or bound_socket()
+        self.address, self.port = self.socket.getsockname()
         command = [
             os.path.join(BIN, "gunicorn"), "-c", os.path.join(PROJECT_ROOT, "gunicorn.conf.py"),
             "--bind", f"fd://{self.socket.fileno()}", "--workers", str(workers), app,
         ]  # fmt: skip
-        super().__init__("web", command, env, log_dir, pass_fds=(self.socket.fileno(),))
+        super().__init__(
+            "web", command, env, log_dir, pass_fds=(self.socket.fileno(),), preexec_fn=preexec_fn
+        )
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.address}:{self.port}"
 
     def start(self):
         super().start()
