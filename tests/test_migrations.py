@@ -4,11 +4,14 @@ dimension rows (0009) and come back on downgrade, on SQLite and on PostgreSQL.""
 import pytest
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.exc import IntegrityError
 
 from tests import services
 from tests.conftest import TEST_DATABASE_URL, reset_postgres_schema
 from webapp import create_app
 from webapp.extensions import db
+from webapp.models import utcnow
+from webapp.retention import month_start, next_month
 
 BEFORE = "0008_link_management"
 BACKENDS = [
@@ -32,14 +35,16 @@ def scratch_url(request, tmp_path):
 
 def run_sql(url, *statements):
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    with engine.begin() as conn:
-        rows = [
-            conn.execute(text(statement)).all()
-            if statement.startswith("SELECT")
-            else conn.execute(text(statement))
-            for statement in statements
-        ]
-    engine.dispose()
+    try:
+        with engine.begin() as conn:
+            rows = [
+                conn.execute(text(statement)).all()
+                if statement.startswith("SELECT")
+                else conn.execute(text(statement))
+                for statement in statements
+            ]
+    finally:
+        engine.dispose()  # also when a statement failed: no connection left for the collector
     return rows[-1]
 
 
@@ -73,4 +78,58 @@ def test_daily_rollups_become_hourly_dimension_rows_and_come_back(scratch_url, t
         assert run_sql(scratch_url, "SELECT referrer_host, clicks FROM link_daily_referrers") == [
             ("news.example", 4)
         ]
+        db.engine.dispose()
+
+
+RAW_ROWS = [
+    "INSERT INTO link (id, slug, target_url, enabled, created_at, updated_at)"
+    " VALUES (1, 'kept', 'https://example.com/', true, '2025-01-01 00:00:00', '2025-01-01 00:00:00')",
+    "INSERT INTO click (event_id, link_id, created_at, is_bot)"
+    " VALUES ('old', 1, '2025-01-15 10:00:00', false), ('recent', 1, CURRENT_TIMESTAMP, true)",
+    "INSERT INTO page_view (url, created_at, response_time_ms, event_id)"
+    " VALUES ('/a', '2025-03-02 08:00:00', 120, 'view-a'), ('/b', CURRENT_TIMESTAMP, 80, NULL)",
+]
+RAW_SNAPSHOT = (
+    "SELECT 'click', id, event_id FROM click UNION ALL SELECT 'page_view', id, event_id FROM page_view"
+    " ORDER BY 1, 2"
+)
+CLICK_PARTITIONS = (
+    "SELECT child.relname FROM pg_inherits JOIN pg_class child ON child.oid = inhrelid"
+    " WHERE inhparent = 'click'::regclass"
+)
+PARTITIONED = "SELECT relname FROM pg_class WHERE relkind = 'p' ORDER BY relname"
+
+
+def test_raw_tables_become_monthly_partitions_keeping_rows_and_come_back(scratch_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLICKBOARD_INSTANCE_PATH", str(tmp_path))
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": scratch_url})
+    postgres = scratch_url.startswith("postgresql")
+    with app.app_context():
+        upgrade(revision="0011_sites")
+        run_sql(scratch_url, *RAW_ROWS)
+        rows = run_sql(scratch_url, RAW_SNAPSHOT)
+        assert len(rows) == 4
+        upgrade()
+        assert run_sql(scratch_url, RAW_SNAPSHOT) == rows
+        if postgres:
+            assert run_sql(scratch_url, PARTITIONED) == [("click",), ("page_view",)]
+            placed = run_sql(scratch_url, "SELECT tableoid::regclass::text FROM click WHERE event_id = 'old'")
+            assert placed == [("click_p2025_01",)]
+            names = {name for (name,) in run_sql(scratch_url, CLICK_PARTITIONS)}
+            ahead = next_month(next_month(month_start(utcnow())))
+            assert {"click_default", f"click_p{ahead:%Y_%m}", "click_p2025_02"} <= names
+        # A replayed click (same event id, same time) still collides; the sequence goes on.
+        with pytest.raises(IntegrityError):
+            run_sql(scratch_url, "INSERT INTO click (event_id, link_id, created_at, is_bot)"
+                    " SELECT event_id, link_id, created_at, is_bot FROM click WHERE event_id = 'old'")  # fmt: skip
+        run_sql(scratch_url, "INSERT INTO click (event_id, link_id, created_at, is_bot) VALUES ('new', 1, CURRENT_TIMESTAMP, false)")  # fmt: skip
+        ((new_id,),) = run_sql(scratch_url, "SELECT id FROM click WHERE event_id = 'new'")
+        assert new_id > 2
+        downgrade(revision="0011_sites")
+        assert run_sql(scratch_url, RAW_SNAPSHOT) == [*rows[:2], ("click", new_id, "new"), *rows[2:]]
+        if postgres:
+            assert run_sql(scratch_url, PARTITIONED) == []
+        with pytest.raises(IntegrityError):
+            run_sql(scratch_url, "INSERT INTO page_view (url, created_at, response_time_ms, event_id)"
+                    " VALUES ('/a', CURRENT_TIMESTAMP, 1, 'view-a')")  # fmt: skip
         db.engine.dispose()

@@ -11,6 +11,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import click
+from celery.schedules import crontab
 from kombu import Exchange, Queue
 
 from webapp import PROJECT_ROOT, keys
@@ -83,6 +84,9 @@ def task_time_limits(cfg):
         "tasks.reports.compute_slow_pageviews": (900, 960),
         "tasks.reports.record_run_success": quick,
         "tasks.reports.record_run_failure": quick,
+        # A first run over years of rows may stop at the soft limit: each batch and
+        # each dropped partition is already committed, the next run goes on.
+        "tasks.maintenance.prune_raw_rows": (1800, 1860),
     }
 
 
@@ -117,6 +121,7 @@ def celery_config(cfg):
             "tasks.reports.compute_*": {"queue": "reports"},
             "tasks.reports.record_*": {"queue": "default"},
             "tasks.links.*": {"queue": "default"},
+            "tasks.maintenance.*": {"queue": "default"},
         },
         "task_annotations": task_annotations(cfg),
         # Our long-running tasks are idempotent and acknowledged late: a worker
@@ -142,6 +147,13 @@ def celery_config(cfg):
                 "task": "tasks.links.check_stale_links",
                 "schedule": timedelta(minutes=STALE_SWEEP_MINUTES),
                 "options": {"expires": STALE_SWEEP_MINUTES * 60},
+            },
+            # Daily, at a quiet hour; it also creates the coming months' partitions
+            # on PostgreSQL, two months ahead, so a few missed runs cost nothing.
+            "prune-raw-rows": {
+                "task": "tasks.maintenance.prune_raw_rows",
+                "schedule": crontab(hour=3, minute=30),
+                "options": {"expires": 3600},
             },
             "ship-orphaned-clicks": {
                 "task": "tasks.clicks.ship_orphaned_clicks",
@@ -292,6 +304,11 @@ def load_config(environ=os.environ):
         "REPORT_RETENTION_SECONDS": number("REPORT_RETENTION_SECONDS", 7 * 24 * 3600, int),
         "REPORT_HEARTBEAT_TTL_SECONDS": number("REPORT_HEARTBEAT_TTL_SECONDS", 10),
         "REPORT_SENT_TTL_SECONDS": number("REPORT_SENT_TTL_SECONDS", 120, int),
+        # Raw click and page-view rows older than this many days are pruned daily (rollups,
+        # hence counts and charts, are kept for ever); 0 keeps raw rows for ever.
+        "RETENTION_DAYS": number("RETENTION_DAYS", 400, int),
+        # Rows deleted per transaction while pruning: the longest a drain waits for it.
+        "RETENTION_BATCH_SIZE": number("RETENTION_BATCH_SIZE", 5000, int),
         # Target checks: a rate per worker process ("30/m"), a time cap, and
         # hosts exempt from the public-address rule (tests, internal targets).
         "LINK_CHECK_RATE_LIMIT": text("LINK_CHECK_RATE_LIMIT", "30/m"),
@@ -377,6 +394,8 @@ def finish_config(app):
         cfg["SECRET_KEY"] = development_secret_key(app)
     if cfg["CLICK_CAPTURE_MODE"] not in ("batch", "task"):
         raise ConfigError("CLICK_CAPTURE_MODE must be 'batch' or 'task'")
+    if cfg["RETENTION_DAYS"] < 0 or cfg["RETENTION_BATCH_SIZE"] < 1:
+        raise ConfigError("RETENTION_DAYS must be 0 (keep for ever) or more, RETENTION_BATCH_SIZE 1 or more")
     if cfg["REDIRECT_STATUS_CODE"] not in (301, 302, 307, 308):
         raise ConfigError("REDIRECT_STATUS_CODE must be one of 301, 302, 307, 308")
     cfg["CLICK_DRAIN_FOLLOW_SECONDS"] = drain_follow_seconds(cfg)

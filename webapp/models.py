@@ -173,8 +173,18 @@ class SlugTombstone(db.Model):
 
 
 class Click(db.Model):
+    """One click. Raw rows go after ``RETENTION_DAYS`` (``webapp.retention``).
+
+    On PostgreSQL the table is partitioned by month on ``created_at`` (migration
+    0012), and a unique key there must hold the partition key: the primary key is
+    (id, created_at) and the event id is unique with ``created_at``. The mapping
+    keeps ``id`` alone as the ORM's key: ids still come from one sequence, and
+    SQLite's table (not partitioned) keeps ``id`` as its rowid.
+    """
+
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    # Made when the click is captured; unique so that a batch delivered twice
+    # Made when the click is captured; unique (with created_at on PostgreSQL, which a
+    # replay repeats: it is in the click line) so that a batch delivered twice
     # (drain killed after commit, spool replayed twice) is counted once.
     event_id: Mapped[str] = mapped_column(String(32), unique=True)
     link_id: Mapped[int] = mapped_column(ForeignKey("link.id", ondelete="CASCADE"))
@@ -236,7 +246,8 @@ class Site(db.Model):
 class PageView(db.Model):
     """One page view reported by a site: its URL, when, and how long the server took; the
     event id makes a view delivered twice count once. Views from the tracker script carry
-    their site, referrer and full load time; views sent to the API have none of them."""
+    their site, referrer and full load time; views sent to the API have none of them.
+    Partitioned by month on PostgreSQL like ``Click`` (keys with ``created_at``)."""
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     url: Mapped[str] = mapped_column(String(URL_MAX_LENGTH))
