@@ -1,5 +1,6 @@
 """Migrations that move data keep it: the daily referrer and agent rollups become hourly
-dimension rows (0009) and come back on downgrade, on SQLite and on PostgreSQL."""
+dimension rows (0009) and come back on downgrade; page views get their response-time
+histograms (0013); on SQLite and on PostgreSQL."""
 
 import pytest
 from flask_migrate import downgrade, upgrade
@@ -11,6 +12,7 @@ from tests.conftest import TEST_DATABASE_URL, reset_postgres_schema
 from webapp import create_app
 from webapp.extensions import db
 from webapp.models import utcnow
+from webapp.pageviews.histograms import url_key
 from webapp.retention import month_start, next_month
 
 BEFORE = "0008_link_management"
@@ -132,4 +134,40 @@ def test_raw_tables_become_monthly_partitions_keeping_rows_and_come_back(scratch
         with pytest.raises(IntegrityError):
             run_sql(scratch_url, "INSERT INTO page_view (url, created_at, response_time_ms, event_id)"
                     " VALUES ('/a', CURRENT_TIMESTAMP, 1, 'view-a')")  # fmt: skip
+        db.engine.dispose()
+
+
+def test_page_view_histograms_are_built_from_the_rows_already_there(scratch_url, tmp_path, monkeypatch):
+    """0013 backfills the slow-page report's histograms from page_view, on SQLite and PostgreSQL."""
+    monkeypatch.setenv("CLICKBOARD_INSTANCE_PATH", str(tmp_path))
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": scratch_url})
+    long_url = "/blog/" + "é" * 2000  # longer in UTF-8 than a PostgreSQL B-tree key may be
+    with app.app_context():
+        upgrade(revision="0011_sites")
+        run_sql(
+            scratch_url,
+            "INSERT INTO site (id, name, public_key, origins, created_at)"
+            " VALUES (3, 's', 'key3', '[]', '2026-03-01 00:00:00')",
+            "INSERT INTO page_view (url, created_at, response_time_ms, site_id) VALUES"
+            " ('/a', '2026-03-01 00:00:00', 120, NULL), ('/a', '2026-03-01 23:59:59.999999', 120, NULL),"
+            " ('/a', '2026-03-02 00:00:00', 120, NULL), ('/a', '2026-03-01 10:00:00', 120, 3),"
+            f" ('/a', '2026-03-01 11:00:00', 121, NULL), ('{long_url}', '2026-03-01 12:00:00', 5000, 3)",
+        )
+        upgrade(revision="0013_pageview_histograms")
+        rows = run_sql(
+            scratch_url,
+            "SELECT day, site_id, url, response_time_ms, views FROM page_view_histogram"
+            " JOIN page_view_url USING (url_key) ORDER BY day, site_id, url, response_time_ms",
+        )
+        assert [(str(day), site, url, ms, views) for day, site, url, ms, views in rows] == [
+            ("2026-03-01", 0, "/a", 120, 2),
+            ("2026-03-01", 0, "/a", 121, 1),
+            ("2026-03-01", 3, "/a", 120, 1),
+            ("2026-03-01", 3, long_url, 5000, 1),
+            ("2026-03-02", 0, "/a", 120, 1),
+        ]
+        keys = run_sql(scratch_url, "SELECT url_key, url FROM page_view_url")
+        assert {key: url for key, url in keys} == {url_key(url): url for url in ("/a", long_url)}
+        downgrade(revision="0012_raw_retention")
+        assert run_sql(scratch_url, "SELECT count(*) FROM page_view") == [(6,)]
         db.engine.dispose()

@@ -5,7 +5,7 @@ Click rows are written only by the click drain (``webapp.clicks.store``);
 so that nothing on a request path ever counts click rows.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from flask import current_app
 from flask_login import UserMixin
@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -271,6 +272,27 @@ class PageView(db.Model):
             postgresql_where=text("event_id IS NOT NULL"),
         ),
     )
+
+
+class PageViewHistogram(db.Model):
+    """Page views per UTC day, site (0: none), page and response time in ms: the slow-page
+    report's rollup, written by the page-view drain in the transaction of the raw rows.
+    Counts per exact millisecond, so percentiles and thresholds read from it are exact;
+    the page is the md5 of its url (``PageViewUrl`` has the url), which keeps the key
+    short enough for a B-tree whatever the url's length."""
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    site_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    response_time_ms: Mapped[int] = mapped_column(Integer, primary_key=True)
+    views: Mapped[int] = mapped_column(BigInteger)
+
+
+class PageViewUrl(db.Model):
+    """The url of each ``PageViewHistogram.url_key``."""
+
+    url_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    url: Mapped[str] = mapped_column(String(URL_MAX_LENGTH))
 
 
 class ReportRun(db.Model):

@@ -28,6 +28,7 @@ from webapp.dedup import chunks, rows_not_yet_recorded
 from webapp.drains import StreamDrain
 from webapp.event_ids import new_event_id
 from webapp.models import REFERRER_MAX_LENGTH, URL_MAX_LENGTH, PageView, Site
+from webapp.pageviews import histograms
 from webapp.redis_client import background_redis
 from webapp.streams import StreamBuffer
 
@@ -182,6 +183,7 @@ def record_pageviews(conn, rows, check_duplicates):
     forget_deleted_sites(conn, rows)
     if rows:
         conn.execute(insert(PageView), rows)
+        histograms.record(conn, rows)  # same transaction: rows and their rollup commit together
     return len(rows)
 
 

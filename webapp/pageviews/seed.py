@@ -6,7 +6,8 @@ popularity and a response time from a skewed distribution in which some
 pages are consistently slow. Views are spread evenly over the window in
 time order, as a live site would have written them, and inserted in bulk
 chunks on a raw connection (``executemany`` on SQLite, ``COPY`` on
-PostgreSQL). The same ``seed`` gives the same pages and response times.
+PostgreSQL), then added to the daily response-time histograms in one
+``INSERT ... SELECT ... GROUP BY``. The same ``seed`` gives the same pages and response times.
 """
 
 import bisect
@@ -15,8 +16,10 @@ import random
 from datetime import timedelta
 
 from faker import Faker
+from sqlalchemy import func, select
 
-from webapp.models import utcnow
+from webapp.models import PageView, utcnow
+from webapp.pageviews import histograms
 
 CHUNK_SIZE = 50_000
 PAGE_POOL_SIZE = 2_000
@@ -61,7 +64,17 @@ def chunks(rows, size=CHUNK_SIZE):
 
 
 def bulk_insert(engine, rows, on_chunk=lambda inserted: None):
-    """Insert rows in chunks on one raw connection; return how many were inserted."""
+    """Insert rows in chunks on one raw connection, then their histograms in one statement;
+    return how many were inserted."""
+    with engine.connect() as conn:
+        last_id_before = conn.scalar(select(func.coalesce(func.max(PageView.id), 0)))
+    inserted = insert_rows(engine, rows, on_chunk)
+    with engine.begin() as conn:
+        histograms.add_seeded(conn, last_id_before)
+    return inserted
+
+
+def insert_rows(engine, rows, on_chunk):
     raw = engine.raw_connection()
     inserted = 0
     try:

@@ -1,22 +1,24 @@
-"""The slow-page report, computed in SQL one day at a time.
+"""The slow-page report, from daily response-time histograms, one day at a time.
 
-Iterating every page view in Python would take minutes at ten million
-rows and hold them in memory. Here the database does the
-filtering and counting: for each UTC day of the window, one indexed range
-query returns that day's response-time histogram (``GROUP BY
-response_time_ms``: a few thousand rows however many views there are).
+Reading every page view would take minutes at a hundred million rows.
+The page-view drain keeps a histogram per UTC day, site, page and exact
+response time in ms (``webapp.pageviews.histograms``); a whole day of the
+window is read from it, a partial day (the window's first and last) from
+the raw rows, grouped the same way (``GROUP BY response_time_ms``). Either
+way a day's histogram is a few thousand rows however many views there are.
 From those histograms come the totals, the slow count per day and exact
-percentiles; a last query ranks the URLs with the most slow views. Memory
-stays bounded by the number of distinct response times, and each finished
-day is a step of progress.
+percentiles; a last query ranks the URLs with the most slow views over
+the same two sources. Memory stays bounded by the number of distinct
+response times, and each finished day is a step of progress.
 """
 
 from collections import Counter
 from datetime import datetime, time, timedelta
+from fractions import Fraction
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select, union_all
 
-from webapp.models import PageView, Site
+from webapp.models import PageView, PageViewHistogram, PageViewUrl, Site
 from webapp.search import LIKE_ESCAPE, contains_pattern
 
 SLOWEST_URLS = 10
@@ -40,7 +42,7 @@ def compute(conn, params, now, on_progress=lambda done, total: None):
             }
         )
         on_progress(done + 1, len(chunks) + 1)
-    slowest = slowest_urls(conn, params, since, now)
+    slowest = slowest_urls(conn, params, chunks)
     on_progress(len(chunks) + 1, len(chunks) + 1)
     return summarise(params, since, now, histogram, per_day, slowest)
 
@@ -57,50 +59,103 @@ def day_chunks(since, until):
     return chunks
 
 
-def url_matches(conn, pattern_text):
-    """``url`` contains the text, case-insensitively, with LIKE wildcards escaped."""
+def is_whole_day(start, end):
+    return start.time() == time.min and end - start == timedelta(days=1)
+
+
+def url_matches(conn, column, pattern_text):
+    """``column`` contains the text, case-insensitively, with LIKE wildcards escaped."""
     pattern = contains_pattern(pattern_text)
     if conn.dialect.name == "postgresql":
-        return PageView.url.ilike(pattern, escape=LIKE_ESCAPE)
-    return PageView.url.like(pattern, escape=LIKE_ESCAPE)  # SQLite's LIKE ignores ASCII case
+        return column.ilike(pattern, escape=LIKE_ESCAPE)
+    return column.like(pattern, escape=LIKE_ESCAPE)  # SQLite's LIKE ignores ASCII case
 
 
-def window_filter(conn, params, start, end):
+def site_id_of(params):
+    return select(Site.id).where(Site.public_key == params.site).scalar_subquery()
+
+
+def raw_filter(conn, params, start, end):
     conditions = [PageView.created_at >= start, PageView.created_at < end]
     if params.url_contains:
-        conditions.append(url_matches(conn, params.url_contains))
+        conditions.append(url_matches(conn, PageView.url, params.url_contains))
     if params.site:
-        site_id = select(Site.id).where(Site.public_key == params.site).scalar_subquery()
-        conditions.append(PageView.site_id == site_id)
+        conditions.append(PageView.site_id == site_id_of(params))
+    return conditions
+
+
+def rollup_filter(conn, params, first_day, last_day):
+    """Histogram rows of the days ``first_day``..``last_day``, filtered as ``raw_filter`` does."""
+    conditions = [PageViewHistogram.day >= first_day, PageViewHistogram.day <= last_day]
+    if params.url_contains:
+        matching = select(PageViewUrl.url_key).where(url_matches(conn, PageViewUrl.url, params.url_contains))
+        conditions.append(PageViewHistogram.url_key.in_(matching))
+    if params.site:
+        conditions.append(PageViewHistogram.site_id == site_id_of(params))
     return conditions
 
 
 def response_time_histogram(conn, params, start, end):
-    query = (
-        select(PageView.response_time_ms, func.count())
-        .where(*window_filter(conn, params, start, end))
-        .group_by(PageView.response_time_ms)
-    )
-    return Counter(dict(conn.execute(query).all()))
-
-
-def slowest_urls(conn, params, since, until):
-    slow_views = func.count().label("slow_views")
-    query = (
-        select(
-            PageView.url,
-            slow_views,
-            func.avg(PageView.response_time_ms).label("avg_ms"),
-            func.max(PageView.response_time_ms).label("max_ms"),
+    if is_whole_day(start, end):
+        query = (
+            select(PageViewHistogram.response_time_ms, func.sum(PageViewHistogram.views))
+            .where(*rollup_filter(conn, params, start.date(), start.date()))
+            .group_by(PageViewHistogram.response_time_ms)
         )
-        .where(*window_filter(conn, params, since, until), PageView.response_time_ms >= params.min_ms)
-        .group_by(PageView.url)
-        .order_by(slow_views.desc(), func.max(PageView.response_time_ms).desc(), PageView.url)
+    else:
+        query = (
+            select(PageView.response_time_ms, func.count())
+            .where(*raw_filter(conn, params, start, end))
+            .group_by(PageView.response_time_ms)
+        )
+    return Counter({ms: int(count) for ms, count in conn.execute(query)})
+
+
+def slow_views_by_url_and_ms(conn, params, chunks):
+    """(url, ms, views) of the slow views: whole days from the histograms, partial days raw."""
+    whole = [start.date() for start, end in chunks if is_whole_day(start, end)]
+    partial = [chunk for chunk in chunks if not is_whole_day(*chunk)]
+    parts = []
+    if whole:
+        parts.append(
+            select(PageViewUrl.url, PageViewHistogram.response_time_ms.label("ms"), PageViewHistogram.views)
+            .join(PageViewUrl, PageViewUrl.url_key == PageViewHistogram.url_key)
+            .where(
+                *rollup_filter(conn, params, whole[0], whole[-1]),
+                PageViewHistogram.response_time_ms >= params.min_ms,
+            )
+        )
+    if partial:
+        parts.append(
+            select(PageView.url, PageView.response_time_ms.label("ms"), func.count().label("views"))
+            .where(
+                or_(*(and_(*raw_filter(conn, params, start, end)) for start, end in partial)),
+                PageView.response_time_ms >= params.min_ms,
+            )
+            .group_by(PageView.url, PageView.response_time_ms)
+        )
+    return union_all(*parts).subquery()
+
+
+def slowest_urls(conn, params, chunks):
+    """The URLs with the most slow views; ties: the slowest view first, then the URL."""
+    slow = slow_views_by_url_and_ms(conn, params, chunks)
+    slow_views = func.sum(slow.c.views).label("slow_views")
+    max_ms = func.max(slow.c.ms).label("max_ms")
+    query = (
+        select(slow.c.url, slow_views, func.sum(slow.c.ms * slow.c.views).label("sum_ms"), max_ms)
+        .group_by(slow.c.url)
+        .order_by(slow_views.desc(), max_ms.desc(), slow.c.url)
         .limit(SLOWEST_URLS)
     )
     return [
-        {"url": url, "slow_views": count, "avg_ms": round(float(avg)), "max_ms": int(peak)}
-        for url, count, avg, peak in conn.execute(query)
+        {
+            "url": url,
+            "slow_views": int(count),
+            "avg_ms": round(Fraction(int(sum_ms), int(count))),  # exact: an integer sum over a count
+            "max_ms": int(peak),
+        }
+        for url, count, sum_ms, peak in conn.execute(query)
     ]
 
 
