@@ -103,24 +103,31 @@ def shared_html(name, render):
     if not guard.available:
         return render()
     key = fragment_key(name)
-    lock = None
     try:
-        html = guard.client.get(key)
-        if html is None:
-            lock = guard.client.lock(key + ":render", timeout=RENDER_LOCK_SECONDS)
-            if not lock.acquire(blocking=False):
-                html = wait_for_copy(guard.client, key)
+        html, lock = stored_copy_or_lock(guard.client, key)
     except RedisError:
         guard.mark_down()
         return render()
-    if html is not None:
-        return html
     try:
-        html = render()
-        store(guard, key, name, html)
+        if html is None:
+            html = render()
+            store(guard, key, name, html)
         return html
     finally:
         release(guard, lock)
+
+
+def stored_copy_or_lock(client, key):
+    """(the stored HTML, None); or (None, the render lock, now ours); or (None, None) when the
+    request that holds the lock did not store its copy in time."""
+    html = client.get(key)
+    if html is not None:
+        return html, None
+    lock = client.lock(key + ":render", timeout=RENDER_LOCK_SECONDS)
+    if lock.acquire(blocking=False):
+        # The previous holder may have stored its copy between our GET and our lock.
+        return client.get(key), lock
+    return wait_for_copy(client, key), None
 
 
 def wait_for_copy(client, key):
