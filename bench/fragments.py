@@ -1,4 +1,4 @@
-"""Dashboard fragments under 100 polling clients while clicks flow (see bench/README.md).
+"""Dashboard fragments under 100, then 1,000, polling clients while clicks flow (see bench/README.md).
 
 One database (seeded page views for the report card, an admin user, links,
 drained clicks); a Celery worker (all queues, concurrency 2) and beat run
@@ -13,7 +13,9 @@ through the form, checked, then measured:
   card only), ``/fragments/ops`` (sync only);
 - ``paced`` (``bench.poller``): 100 dashboards at 1 request/s each and 200
   clicks/s, an open loop, ``rounds`` times; the round with the lowest p95;
-- ``dashboards``: the same with 1,000 dashboards (1,000 requests/s), from
+- ``dashboards``: 1,000 dashboards, each sending the next of the home page's
+  live regions (its ``hx-get`` URLs with ``data-live-seconds``: what an
+  open dashboard polls) once a second (1,000 requests/s), from
   ``POLLER_PROCESSES`` poller processes whose own CPU share is reported, and
   the renders the shared fragment copies took meanwhile (one per fragment
   key and interval, not one per request).
@@ -23,9 +25,13 @@ size (the script's ``response()`` counts statuses: wrk's non-2xx/3xx passes a
 302 to /login) and every click a 2xx/3xx.
 """
 
+import html
 import os
+import re
 import threading
 import time
+
+import requests
 
 from bench import dashboard, poller, seed, wrk
 from bench.cpu import CpuMeter
@@ -35,6 +41,8 @@ CLICK_CONNECTIONS = 8
 PACE_S = 1.0  # each paced dashboard sends one request a second
 PACED_CLICKERS, PACED_CLICKS_PER_S = 50, 200
 DASHBOARDS = 1000
+# The home page's live regions: a self-refreshing element's hx-get (templates/_live.html).
+LIVE_REGION = re.compile(r'hx-get="([^"]+)" hx-trigger="cb:poll" data-live-seconds=')
 # One Python poller process opens about a thousand connections a second at most.
 POLLER_PROCESSES = 2
 LINKS = 50
@@ -121,12 +129,24 @@ def measure_server(stack, server, variant, plan, log):
         rounds.append(paced(stack, server, paths, cookie, plan))
         log(f"  {variant} paced round {round_number:<6} {describe(rounds[-1])}")
     runs["paced"] = best_round(rounds)
+    regions = live_regions(server.url, cookie)
+    log(f"  {variant} the home page's live regions: {', '.join(regions)}")
     rounds = []
     for round_number in range(1, plan["rounds"] + 1):
-        rounds.append(dashboards(stack, server, paths, cookie, plan))
+        rounds.append(dashboards(stack, server, regions, cookie, plan))
         log(f"  {variant} {DASHBOARDS} dashboards round {round_number:<3} {describe(rounds[-1])}")
     runs["dashboards"] = best_round(rounds)
     return runs
+
+
+def live_regions(base_url, cookie):
+    """The URLs an open dashboard polls: its live regions' (the report card polls only while
+    a report computes, and the check before has waited for it to finish)."""
+    page = requests.get(base_url + "/", headers={"Cookie": cookie}, timeout=10).text
+    regions = [html.unescape(url) for url in LIVE_REGION.findall(page)]
+    if not regions:
+        raise RuntimeError(f"no live region on the dashboard page:\n{page[:1000]}")
+    return regions
 
 
 def best_round(rounds):

@@ -15,7 +15,7 @@ LOADED_RUNS = {
     "status": "report status card",
     "ops": "/fragments/ops",
     "paced": "paced: 1 req/s each + 200 clicks/s",
-    "dashboards": "paced: 1,000 dashboards + 200 clicks/s",
+    "dashboards": "1,000 dashboards + 200 clicks/s",
 }
 
 
@@ -130,7 +130,8 @@ def fragments_lines(result):
             lines.append(
                 f"  {many['clients']:,} dashboards ({variant}), best round: client CPU {many['client']['cpu_share']:.0%}"
                 f" of the machine ({many['client']['processes']} poller processes), {many['fragment_renders']}"
-                f" fragment renders for {many['requests']:,} requests (shared copies)"
+                f" fragment renders for {many['requests']:,} requests (shared copies); p95 ms per URL: "
+                + ", ".join(f"{path} {fig['p95_ms']:.1f}" for path, fig in many["by_path"].items())
             )
     lines.append(
         f"  closed loop (all but paced): each connection sends again as soon as it is answered, so with"
