@@ -1,4 +1,4 @@
-"""Dashboard fragments under 100 polling clients while clicks flow (see bench/README.md).
+"""Dashboard fragments under 100, then 1,000, polling clients while clicks flow (see bench/README.md).
 
 One database (seeded page views for the report card, an admin user, links,
 drained clicks); a Celery worker (all queues, concurrency 2) and beat run
@@ -12,16 +12,26 @@ through the form, checked, then measured:
   URLs the dashboard polls, in turn), each URL alone (gthread: the status
   card only), ``/fragments/ops`` (sync only);
 - ``paced`` (``bench.poller``): 100 dashboards at 1 request/s each and 200
-  clicks/s, an open loop, ``rounds`` times; the round with the lowest p95.
+  clicks/s, an open loop, ``rounds`` times; the round with the lowest p95;
+- ``dashboards``: 1,000 dashboards, each sending the next of the home page's
+  live regions (its ``hx-get`` URLs with ``data-live-seconds``: what an
+  open dashboard polls) once a second (1,000 requests/s), from
+  ``POLLER_PROCESSES`` poller processes whose own CPU share is reported, and
+  the renders the shared fragment copies took meanwhile (one per fragment
+  key and interval, not one per request).
 
 A run is valid only if every fragment answer was a 200 of about the checked
 size (the script's ``response()`` counts statuses: wrk's non-2xx/3xx passes a
 302 to /login) and every click a 2xx/3xx.
 """
 
+import html
 import os
+import re
 import threading
 import time
+
+import requests
 
 from bench import dashboard, poller, seed, wrk
 from bench.cpu import CpuMeter
@@ -30,6 +40,11 @@ GTHREAD_THREADS = 4
 CLICK_CONNECTIONS = 8
 PACE_S = 1.0  # each paced dashboard sends one request a second
 PACED_CLICKERS, PACED_CLICKS_PER_S = 50, 200
+DASHBOARDS = 1000
+# The home page's live regions: a self-refreshing element's hx-get (templates/_live.html).
+LIVE_REGION = re.compile(r'hx-get="([^"]+)" hx-trigger="cb:poll" data-live-seconds=')
+# One Python poller process opens about a thousand connections a second at most.
+POLLER_PROCESSES = 2
 LINKS = 50
 
 
@@ -113,13 +128,32 @@ def measure_server(stack, server, variant, plan, log):
     for round_number in range(1, plan["rounds"] + 1):
         rounds.append(paced(stack, server, paths, cookie, plan))
         log(f"  {variant} paced round {round_number:<6} {describe(rounds[-1])}")
-    # Outside load only ever adds latency: the best round is the least disturbed one.
-    runs["paced"] = {
-        **min(rounds, key=lambda run: run["p95_ms"]),
-        "valid": all(run["valid"] for run in rounds),
-    }
-    runs["paced"]["p95_ms_each"] = [run["p95_ms"] for run in rounds]
+    runs["paced"] = best_round(rounds)
+    regions = live_regions(server.url, cookie)
+    log(f"  {variant} the home page's live regions: {', '.join(regions)}")
+    rounds = []
+    for round_number in range(1, plan["rounds"] + 1):
+        rounds.append(dashboards(stack, server, regions, cookie, plan))
+        log(f"  {variant} {DASHBOARDS} dashboards round {round_number:<3} {describe(rounds[-1])}")
+    runs["dashboards"] = best_round(rounds)
     return runs
+
+
+def live_regions(base_url, cookie):
+    """The URLs an open dashboard polls: its live regions' (the report card polls only while
+    a report computes, and the check before has waited for it to finish)."""
+    page = requests.get(base_url + "/", headers={"Cookie": cookie}, timeout=10).text
+    regions = [html.unescape(url) for url in LIVE_REGION.findall(page)]
+    if not regions:
+        raise RuntimeError(f"no live region on the dashboard page:\n{page[:1000]}")
+    return regions
+
+
+def best_round(rounds):
+    """Outside load only ever adds latency: the best round is the least disturbed one."""
+    best = {**min(rounds, key=lambda run: run["p95_ms"]), "valid": all(run["valid"] for run in rounds)}
+    best["p95_ms_each"] = [run["p95_ms"] for run in rounds]
+    return best
 
 
 def check_size(record, body_bytes):
@@ -133,22 +167,57 @@ def closed_loop(server, script, seconds, plan):
     return lambda: wrk.run(server.url + "/", seconds, 2, plan["pollers"], script=script).as_dict()
 
 
+def paced_groups(paths, cookie, plan, pollers):
+    """``pollers`` dashboards sending the next of ``paths`` once a second, and the clickers."""
+    headers = {"Cookie": cookie, "HX-Request": "true"}
+    return [
+        poller.Group("dashboards", paths, pollers, PACE_S, headers=headers),
+        poller.Group(
+            "clicks",
+            [f"/r/{plan['slug']}"],
+            PACED_CLICKERS,
+            PACED_CLICKERS / PACED_CLICKS_PER_S,
+            accept=(302,),
+        ),
+    ]
+
+
 def paced(stack, server, paths, cookie, plan):
     """Dashboards and clicks both at a set rate (``bench.poller``): what 100 open dashboards see."""
-    dashboards = poller.Group(
-        "dashboards", paths, plan["pollers"], PACE_S, headers={"Cookie": cookie, "HX-Request": "true"}
-    )
-    clickers = poller.Group(
-        "clicks", [f"/r/{plan['slug']}"], PACED_CLICKERS, PACED_CLICKERS / PACED_CLICKS_PER_S, accept=(302,)
-    )
+    groups = paced_groups(paths, cookie, plan, plan["pollers"])
+    measured = metered(stack, server, lambda: poller.run(server.url, groups, plan["duration_s"]))
+    return paced_record(measured)
+
+
+def dashboards(stack, server, paths, cookie, plan):
+    """``DASHBOARDS`` open dashboards at 1 request/s each while clicks flow, from several poller
+    processes; with the client's CPU share and the fragment renders the server did meanwhile."""
+    groups = paced_groups(paths, cookie, plan, DASHBOARDS)
+    renders = fragment_renders(stack)
     measured = metered(
-        stack, server, lambda: poller.run(server.url, [dashboards, clickers], plan["duration_s"])
+        stack, server, lambda: poller.run_split(server.url, groups, plan["duration_s"], POLLER_PROCESSES)
     )
+    record = paced_record(measured)
+    record["clients"] = DASHBOARDS
+    record["client"] = measured["client"]
+    record["fragment_renders"] = fragment_renders(stack) - renders
+    return record
+
+
+def paced_record(measured):
     record, clicks = measured["dashboards"], measured["clicks"]
     record["cpu_s"] = measured["cpu_s"]
     record["clicks"] = {**clicks, "non_2xx_3xx": clicks["bad_status"]}
     record["valid"] = record["bad_status"] == 0 and clicks["bad_status"] == 0
     return record
+
+
+def fragment_renders(stack):
+    """Renders into the shared fragment copies so far, every fragment together: the counts
+    ``webapp.dashboard.shared_fragments.render_counts`` reads, under any namespace."""
+    with stack.redis.client() as client:
+        keys = list(client.scan_iter("cb:*:fragment-renders"))
+        return sum(int(count) for key in keys for count in client.hvals(key))
 
 
 def describe(record):
@@ -162,6 +231,11 @@ def describe(record):
         line += f"  {record['bytes_per_response']:.0f} B/resp"
     if "clicks" in record:
         line += f"  | clicks {record['clicks']['requests_per_sec']:.0f}/s"
+    if "client" in record:
+        line += (
+            f"  | client CPU {record['client']['cpu_share']:.0%} of the machine"
+            f" ({record['client']['processes']} processes)  | {record['fragment_renders']} fragment renders"
+        )
     if "web_cpu_ms_per_request" in record:
         line += f"  | web CPU {record['web_cpu_ms_per_request']:.1f} ms/req"
     return line + ("" if record["valid"] else "  INVALID")
@@ -194,4 +268,5 @@ def run(stack, duration, warmup, rounds, workers, pollers, pageviews, click_coun
     worker.stop()  # close() stops all three on errors
     settings = {**plan, "gunicorn_workers": workers, "click_connections": CLICK_CONNECTIONS}
     settings.update(pace_s=PACE_S, paths=dashboard.FRAGMENTS, ops=dashboard.OPS)
+    settings.update(dashboards=DASHBOARDS, poller_processes=POLLER_PROCESSES)
     return {"settings": settings, "data": {**populated, "pageviews": seeded["rows"]}, "variants": results}

@@ -13,12 +13,19 @@ sent (``Connection: close``, as the sync worker answers anyway). Latency is
 from opening the connection to the last byte of the response. The pollers
 start at random offsets within the first interval, so they do not arrive in
 step. Several groups (dashboards, clicks) run side by side in one loop.
+
+One Python process opens about a thousand connections a second at most,
+so ``run_split`` spreads the pollers over several processes (each a share
+of every group) and merges their samples; it also reports the CPU the
+client itself used, which on a small machine is taken from the server.
 """
 
 import asyncio
+import multiprocessing
+import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 TIMEOUT_S = 10.0
 
@@ -77,8 +84,8 @@ async def poller(host, port, group, until, samples, rng):
         next_at = max(next_at, time.perf_counter())
 
 
-async def poll_all(host, port, groups, duration):
-    rng = random.Random(7)
+async def poll_all(host, port, groups, duration, seed=7):
+    rng = random.Random(seed)
     samples = {group.name: [] for group in groups}
     until = time.perf_counter() + duration
     clients = [
@@ -133,3 +140,40 @@ def run(base_url, groups, duration):
     samples = asyncio.run(poll_all(host, int(port), groups, duration))
     elapsed = time.perf_counter() - started
     return {group.name: figures(group, samples[group.name], elapsed) for group in groups}
+
+
+def poll_share(base_url, groups, duration, seed):
+    """One poller process's part: (samples by group name, its CPU seconds, its wall seconds)."""
+    host, port = base_url.removeprefix("http://").split(":")
+    cpu, started = time.process_time(), time.perf_counter()
+    samples = asyncio.run(poll_all(host, int(port), groups, duration, seed))
+    return samples, time.process_time() - cpu, time.perf_counter() - started
+
+
+def shares(groups, processes):
+    """Each process's groups: every group's pollers divided as evenly as they go."""
+    return [
+        [replace(group, pollers=len(range(index, group.pollers, processes))) for group in groups]
+        for index in range(processes)
+    ]
+
+
+def run_split(base_url, groups, duration, processes):
+    """``run`` from ``processes`` processes at once: the figures by group name (of all the
+    processes' samples together) and, under ``"client"``, the pollers' own CPU use."""
+    work = [(base_url, share, duration, 7 + index) for index, share in enumerate(shares(groups, processes))]
+    # spawn: the bench has imported the app and runs threads, which a fork would copy half-way.
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        parts = pool.starmap(poll_share, work)
+    elapsed = max(seconds for _, _, seconds in parts)
+    merged = {
+        group.name: [sample for samples, _, _ in parts for sample in samples[group.name]] for group in groups
+    }
+    figures_by_group = {group.name: figures(group, merged[group.name], elapsed) for group in groups}
+    cpu = sum(seconds for _, seconds, _ in parts)
+    figures_by_group["client"] = {
+        "processes": processes,
+        "cpu_s": round(cpu, 3),
+        "cpu_share": round(cpu / (elapsed * (os.cpu_count() or 1)), 3),
+    }
+    return figures_by_group

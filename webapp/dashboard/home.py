@@ -6,6 +6,7 @@ from redis import RedisError
 
 from webapp.clicks.buffer import CLICK_BUFFER
 from webapp.dashboard import bp, insights, stats
+from webapp.dashboard.shared_fragments import shared_fragment
 from webapp.redis_client import click_redis, request_redis
 from webapp.reports.coordinator import report_card_context
 from webapp.request_args import optional_id
@@ -26,22 +27,26 @@ def index():
 
 
 @bp.get("/fragments/overview")
+@shared_fragment("overview")
 def overview_fragment():
     return render_template("dashboard/_overview.html", **overview_context())
 
 
 @bp.get("/fragments/clicks-chart")
+@shared_fragment("clicks-chart")
 def clicks_chart_fragment():
     link_id = optional_id("link")
     return render_template("dashboard/_clicks_chart.html", **insights.chart_context(link_id))
 
 
 @bp.get("/fragments/tables")
+@shared_fragment("tables")
 def tables_fragment():
     return render_template("dashboard/_tables.html", **insights.tables_context(None))
 
 
 @bp.get("/fragments/top-links")
+@shared_fragment("top-links")
 def top_links_fragment():
     return render_template("dashboard/_top_links.html", top=stats.top_links(current_user))
 
