@@ -307,7 +307,9 @@ def test_drain_stops_on_a_database_error_and_leaves_unwritten_batches_pending(
     # The first batch is recorded and acknowledged; the failed one and the one read ahead wait.
     assert counter(link)[0] == 10
     assert redis_client.xpending(CLICK_BUFFER.stream, CLICK_BUFFER.group)["pending"] == 20
-    assert drain(redis_client, batch_size=20 * LINES_PER_ENTRY, reclaim_idle_seconds=0) == 20  # one reclaim of 20
+    assert (
+        drain(redis_client, batch_size=20 * LINES_PER_ENTRY, reclaim_idle_seconds=0) == 20
+    )  # one reclaim of 20
     assert (counter(link)[0], click_count()) == (30, 30)
 
 
