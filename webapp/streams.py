@@ -56,7 +56,7 @@ return {tonumber(ARGV[2]), last, epoch}
 # Lines per stream entry. Redis's work, the drain's reads and its
 # acknowledgements are per entry, so a hundred lines to an entry make them a
 # hundredth of what they were at one line each (the figures are in
-# docs/capacity.md); the drain splits an entry into its lines again.
+# the drain bench's breakdown); the drain splits an entry into its lines again.
 LINES_PER_ENTRY = 100
 # KEYS: stream, epoch. ARGV: group, a new epoch token. The drain's consumer group,
 # and the stream with it if there is none. A stream created anew (Redis lost
