@@ -13,7 +13,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.strategies import HEADER_TEXT
-from webapp.clicks.events import anonymise_ip, click_row, encode_click, header_text, is_bot
+from webapp.clicks.events import (
+    anonymise_ip,
+    click_row,
+    encode_click,
+    header_text,
+    is_bot,
+    parse_seconds,
+    split_seconds,
+)
 from webapp.client_address import client_ip, parse_trusted_proxies
 from webapp.event_ids import new_event_id
 from webapp.models import REFERRER_MAX_LENGTH, USER_AGENT_MAX_LENGTH
@@ -297,12 +305,20 @@ def test_click_row_round_trips_every_field():
         "link_id": 7,
         "at": (1700000000, 250000),
         "created_at": datetime(2023, 11, 14, 22, 13, 20, 250000),
+        "hour": datetime(2023, 11, 14, 22),
         "referrer": "https://news.example/",
         "user_agent": FIREFOX,
         "ip_anonymised": "203.0.113.0",
         "is_bot": False,
         "refused": False,
     }
+
+
+@pytest.mark.parametrize(
+    "text", ["1700000000.25", "1700000000.250", "1700000000", "1.7e9", "1700000000.9999995"]
+)
+def test_the_lines_time_reads_alike_through_digits_or_float(text):
+    assert parse_seconds(text) == split_seconds(float(text))
 
 
 def test_click_row_time_is_naive_utc():

@@ -11,7 +11,9 @@ import re
 import pytest
 
 from tests.local_site import LocalSite
-from tests.processes import wait_for
+from tests.processes import ClickLogWriter, wait_for
+from webapp.clicks.buffer import CLICK_BUFFER
+from webapp.clicks.events import encode_click
 from webapp.extensions import db
 from webapp.links import service
 from webapp.models import Link
@@ -148,3 +150,21 @@ def test_a_worker_without_the_allowance_refuses_to_fetch_a_loopback_target(
     assert link.target_ok is False
     assert "non-public address" in link.target_error
     assert target_server.requests == []
+
+
+def test_each_named_host_ships_the_spools_left_on_its_own_disk(app, user, processes, tmp_path, redis_client):
+    """A host restarted without traffic: the click log its killed web process left is
+    shipped by that host's worker (beat sends each named host its own orphan shipping),
+    though the worker consumes no shared queue at all."""
+    link, _ = service.create_link("https://example.com/left", user, slug="left")
+    host_disk = tmp_path / "host-a-clicks"
+    lines = [encode_click(link.id, "GET", None, "Mozilla/5.0", "203.0.113.9") for _ in range(5)]
+    ClickLogWriter(host_disk, lines).exit()  # dies without shipping, as a killed web process
+    env = {"HOST_QUEUES": HOSTS, "CLICK_LOG_DIR": host_disk}
+    processes.worker(name="host-a", queues="host.a", **env)
+    processes.beat(**env)
+    wait_for(
+        lambda: CLICK_BUFFER.waiting_lines(redis_client) == lines,
+        timeout=60,
+        message="host a's orphaned clicks shipped by host a's worker",
+    )

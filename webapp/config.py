@@ -160,6 +160,17 @@ def celery_config(cfg):
                 "schedule": timedelta(seconds=15),
                 "options": {"expires": 15},
             },
+            # Spools are on each host's own disk: a named host's worker ships its own host's,
+            # so a host restarted without traffic is not left to whichever worker takes the
+            # shared task.
+            **{
+                f"ship-orphaned-clicks-{name}": {
+                    "task": "tasks.clicks.ship_orphaned_clicks",
+                    "schedule": timedelta(seconds=15),
+                    "options": {"expires": 15, "queue": f"host.{name}"},
+                }
+                for name in cfg["HOST_QUEUES"]
+            },
         },
         "timezone": "UTC",
         "enable_utc": True,
