@@ -8,6 +8,7 @@ cannot be locked) fails the run, which is retried and ends where it should.
 """
 
 import contextlib
+import json
 import random
 import re
 import sqlite3
@@ -355,3 +356,27 @@ def test_a_partition_drop_that_cannot_lock_leaves_whole_months_and_is_retried(ap
     wait_for_prune(pruner)
     assert not set(old_months) & partitions("click")
     assert raw_counts(Click, cutoff)[0] == 0
+
+
+def test_the_cli_prunes_now_and_prints_what_went(app, history, runner):
+    _, cutoff = history
+    before = rollups()
+    clicks_old, clicks_young = raw_counts(Click, cutoff)
+
+    result = runner.invoke(args=["retention", "prune", "--days", str(RETENTION_DAYS)])
+
+    assert result.exit_code == 0, result.output
+    tables = json.loads(result.output)["tables"]
+    assert raw_counts(Click, cutoff) == (0, clicks_young)
+    assert rollups() == before
+    if TEST_DATABASE_URL:  # whole months went as partitions, the boundary month row by row
+        assert tables["click"]["partitions_dropped"] and tables["click"]["rows_deleted"] < clicks_old
+    else:
+        assert tables["click"] == {"partitions_dropped": [], "rows_deleted": clicks_old}
+
+
+@pytest.mark.parametrize("days", ["-1", "soon", "99999999"])
+def test_the_cli_refuses_a_wrong_number_of_days(app, runner, days):
+    result = runner.invoke(args=["retention", "prune", "--days", days])
+    assert result.exit_code == 2
+    assert "--days" in result.output
