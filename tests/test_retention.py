@@ -22,8 +22,10 @@ from tasks.maintenance import prune_raw_rows
 from tests.conftest import TEST_DATABASE_URL
 from tests.processes import wait_for
 from tests.test_click_pipeline import buffer_clicks, buffer_length, wait_for_drain_runs
-from webapp import retention
+from webapp import create_app, retention
+from webapp.celery_app import celery_of
 from webapp.clicks.store import record_clicks
+from webapp.config import ConfigError
 from webapp.extensions import db
 from webapp.links import service
 from webapp.models import Click, LinkCounter, LinkHourlyClicks, LinkHourlyDimension, PageView, utcnow
@@ -380,3 +382,35 @@ def test_the_cli_refuses_a_wrong_number_of_days(app, runner, days):
     result = runner.invoke(args=["retention", "prune", "--days", days])
     assert result.exit_code == 2
     assert "--days" in result.output
+
+
+def test_the_daily_run_is_scheduled_on_the_default_queue_with_time_limits(app):
+    celery_config = app.config["CELERY"]
+    entry = celery_config["beat_schedule"]["prune-raw-rows"]
+    assert entry["task"] == TASK
+    assert (entry["schedule"].hour, entry["schedule"].minute) == ({3}, {30})
+    assert celery_config["task_routes"]["tasks.maintenance.*"] == {"queue": "default"}
+    assert celery_of(app).tasks[TASK].soft_time_limit == 1800
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("RETENTION_DAYS", "-1", "RETENTION_DAYS must be 0"),
+        ("RETENTION_DAYS", "a year", "RETENTION_DAYS must be a number"),
+        ("RETENTION_BATCH_SIZE", "0", "RETENTION_BATCH_SIZE 1 or more"),
+    ],
+)
+def test_a_wrong_retention_setting_stops_the_app_with_its_name(app_env, monkeypatch, name, value, message):
+    for key, setting in app_env.items():
+        monkeypatch.setenv(key, setting)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message):
+        create_app({"TESTING": True})
+
+
+def test_zero_days_keeps_every_raw_row(app, history):
+    _, cutoff = history
+    counts = raw_counts(Click, cutoff), raw_counts(PageView, cutoff)
+    assert retention.prune(db.engine, 0, 100) == {}
+    assert (raw_counts(Click, cutoff), raw_counts(PageView, cutoff)) == counts
