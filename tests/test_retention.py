@@ -8,6 +8,7 @@ cannot be locked) fails the run, which is retried and ends where it should.
 """
 
 import contextlib
+import json
 import random
 import re
 import sqlite3
@@ -21,8 +22,10 @@ from tasks.maintenance import prune_raw_rows
 from tests.conftest import TEST_DATABASE_URL
 from tests.processes import wait_for
 from tests.test_click_pipeline import buffer_clicks, buffer_length, wait_for_drain_runs
-from webapp import retention
+from webapp import create_app, retention
+from webapp.celery_app import celery_of
 from webapp.clicks.store import record_clicks
+from webapp.config import ConfigError
 from webapp.extensions import db
 from webapp.links import service
 from webapp.models import Click, LinkCounter, LinkHourlyClicks, LinkHourlyDimension, PageView, utcnow
@@ -34,6 +37,7 @@ RETENTION_DAYS = 180
 MONTHS_SEEDED = 13
 ROWS_PER_MONTH = 300
 TASK = "tasks.maintenance.prune_raw_rows"
+PLACE_OF_AHEAD = "SELECT tableoid::regclass::text FROM page_view WHERE event_id = 'ahead'"
 WORKER_ENV = {"RETENTION_DAYS": RETENTION_DAYS, "RETENTION_BATCH_SIZE": 200}
 
 
@@ -171,45 +175,67 @@ def whole_old_months(table, cutoff):
     return {name for start, name in months.items() if retention.next_month(start) <= cutoff}
 
 
+@contextlib.contextmanager
+def clicks_flowing(redis_client, link_id, chunk=50):
+    """Clicks appended to the buffer, ``chunk`` at a time, from before the block until its end;
+    yields the list of chunk sizes sent (its sum: the clicks sent so far)."""
+    sent, stop = [], threading.Event()
+
+    def send():
+        while not stop.is_set():
+            buffer_clicks(redis_client, link_id, chunk, chunk)
+            sent.append(chunk)
+            stop.wait(0.01)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        yield sent
+    finally:
+        stop.set()
+        sender.join()
+
+
 def test_pruning_while_clicks_flow_keeps_young_rows_and_every_rollup(
     app, history, processes, redis_client, redis_server
 ):
     (live, other), cutoff = history
     this_hour = utcnow().replace(minute=0, second=0, microsecond=0)
+    coming = farthest_coming_partitions_dropped()
     before = rollups()
     clicks_young = raw_counts(Click, cutoff)[1]
     views_old, views_young = raw_counts(PageView, cutoff)
     assert raw_counts(Click, cutoff)[0] > 1000 and views_old > 1000 and clicks_young > 1000
-    coming = farthest_coming_partitions_dropped()
     old_months = {table: whole_old_months(table, cutoff) for table in retention.RAW_TABLES}
     processes.worker(name="drain", queues="clicks", **WORKER_ENV)
     pruner = processes.worker(name="pruner", queues="default", **WORKER_ENV)
     processes.beat(**WORKER_ENV)
 
-    flowing = threading.Thread(target=buffer_clicks, args=(redis_client, live, 3000, 50))
-    flowing.start()
-    prune_raw_rows.apply_async()
-    flowing.join()
-    wait_for_prune(pruner)
-    wait_until_counted(redis_server, live, before_clicks(before, live) + 3000)
+    with clicks_flowing(redis_client, live) as sent:
+        wait_for(lambda: sum(sent) >= 500, 30, 0.05, "clicks flowing")
+        prune_raw_rows.apply_async()
+        wait_for_prune(pruner)
+    wait_until_counted(redis_server, live, before_clicks(before, live) + sum(sent))
 
-    assert raw_counts(Click, cutoff) == (0, clicks_young + 3000)
+    assert raw_counts(Click, cutoff) == (0, clicks_young + sum(sent))
     assert raw_counts(PageView, cutoff) == (0, views_young)
     after = rollups()
     assert counters_of(after, other) == counters_of(before, other)
     assert counters_of(after, live) == (
         live,
-        before_clicks(before, live) + 3000,
+        before_clicks(before, live) + sum(sent),
         counters_of(before, live)[2],
     )
     assert hours_before(after["hourly"], 1, this_hour) == before["hourly"]
-    assert sum(row[2] for row in after["hourly"] if row[1] >= this_hour) == 3000
+    assert sum(row[2] for row in after["hourly"] if row[1] >= this_hour) == sum(sent)
     assert hours_before(after["dimensions"], 2, this_hour) == before["dimensions"]
     if TEST_DATABASE_URL:
         for table in retention.RAW_TABLES:
             assert len(old_months[table]) >= 5
             assert not old_months[table] & partitions(table), f"old {table} months still there"
         assert coming <= partitions("click") | partitions("page_view")
+        # ... and the view that waited in the DEFAULT partition moved into its month's.
+        assert read(text(PLACE_OF_AHEAD)) == [(name,) for name in coming if name.startswith("page_view")]
 
 
 def farthest_coming_partitions_dropped():
@@ -224,7 +250,16 @@ def farthest_coming_partitions_dropped():
     with db.engine.begin() as conn:
         for name in names:
             conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
+        # A view of that month meanwhile (a clock far ahead) waits in the DEFAULT partition.
+        conn.execute(
+            text(
+                "INSERT INTO page_view (url, created_at, response_time_ms, event_id)"
+                " VALUES ('/ahead', :at, 10, 'ahead')"
+            ),
+            {"at": month + timedelta(days=1)},
+        )
     assert not names & (partitions("click") | partitions("page_view"))
+    assert read(text(PLACE_OF_AHEAD)) == [("page_view_default",)]
     return names
 
 
@@ -323,3 +358,59 @@ def test_a_partition_drop_that_cannot_lock_leaves_whole_months_and_is_retried(ap
     wait_for_prune(pruner)
     assert not set(old_months) & partitions("click")
     assert raw_counts(Click, cutoff)[0] == 0
+
+
+def test_the_cli_prunes_now_and_prints_what_went(app, history, runner):
+    _, cutoff = history
+    before = rollups()
+    clicks_old, clicks_young = raw_counts(Click, cutoff)
+
+    result = runner.invoke(args=["retention", "prune", "--days", str(RETENTION_DAYS)])
+
+    assert result.exit_code == 0, result.output
+    tables = json.loads(result.output)["tables"]
+    assert raw_counts(Click, cutoff) == (0, clicks_young)
+    assert rollups() == before
+    if TEST_DATABASE_URL:  # whole months went as partitions, the boundary month row by row
+        assert tables["click"]["partitions_dropped"] and tables["click"]["rows_deleted"] < clicks_old
+    else:
+        assert tables["click"] == {"partitions_dropped": [], "rows_deleted": clicks_old}
+
+
+@pytest.mark.parametrize("days", ["-1", "soon", "99999999"])
+def test_the_cli_refuses_a_wrong_number_of_days(app, runner, days):
+    result = runner.invoke(args=["retention", "prune", "--days", days])
+    assert result.exit_code == 2
+    assert "--days" in result.output
+
+
+def test_the_daily_run_is_scheduled_on_the_default_queue_with_time_limits(app):
+    celery_config = app.config["CELERY"]
+    entry = celery_config["beat_schedule"]["prune-raw-rows"]
+    assert entry["task"] == TASK
+    assert (entry["schedule"].hour, entry["schedule"].minute) == ({3}, {30})
+    assert celery_config["task_routes"]["tasks.maintenance.*"] == {"queue": "default"}
+    assert celery_of(app).tasks[TASK].soft_time_limit == 1800
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("RETENTION_DAYS", "-1", "RETENTION_DAYS must be 0"),
+        ("RETENTION_DAYS", "a year", "RETENTION_DAYS must be a number"),
+        ("RETENTION_BATCH_SIZE", "0", "RETENTION_BATCH_SIZE 1 or more"),
+    ],
+)
+def test_a_wrong_retention_setting_stops_the_app_with_its_name(app_env, monkeypatch, name, value, message):
+    for key, setting in app_env.items():
+        monkeypatch.setenv(key, setting)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message):
+        create_app({"TESTING": True})
+
+
+def test_zero_days_keeps_every_raw_row(app, history):
+    _, cutoff = history
+    counts = raw_counts(Click, cutoff), raw_counts(PageView, cutoff)
+    assert retention.prune(db.engine, 0, 100) == {}
+    assert (raw_counts(Click, cutoff), raw_counts(PageView, cutoff)) == counts

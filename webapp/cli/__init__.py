@@ -1,6 +1,6 @@
 """``flask`` commands. Each module adds one group; ``init_app`` registers them all."""
 
-from webapp.cli import accounts, links, reports, setup, sites
+from webapp.cli import accounts, links, reports, retention, setup, sites
 
 
 def init_app(app):
@@ -11,6 +11,7 @@ def init_app(app):
         links.clicks,
         reports.seed,
         reports.report,
+        retention.retention_group,
         setup.setup,
         sites.sites_group,
     ):
