@@ -124,6 +124,20 @@ def test_shared_copies_hold_no_csrf_token(app, two_owners, redis_client):
     assert "X-CSRFToken" in owner.get("/").text  # the page carries the token, outside the fragments
 
 
+def test_a_link_pages_stats_are_shared_by_its_viewers_and_refused_to_others(
+    make_app, user, two_owners, redis_client
+):
+    app = make_app(DASHBOARD_POLL_SECONDS=600)
+    first = logged_in(app).get("/links/mine/stats")
+    second = logged_in(app).get("/links/mine/stats")  # the owner's other tab: the stored copy
+    assert first.status_code == second.status_code == 200
+    assert 'data-total="clicks">3<' in second.text
+    assert render_counts(redis_client) == {"link-stats": 1}
+    assert logged_in(app, OTHER_EMAIL, OTHER_PASSWORD).get("/links/mine/stats").status_code == 404
+    theirs = logged_in(app, OTHER_EMAIL, OTHER_PASSWORD).get("/links/theirs/stats").text
+    assert 'data-total="clicks">5<' in theirs
+
+
 # --- once per interval ------------------------------------------------------------------
 
 

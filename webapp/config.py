@@ -303,7 +303,7 @@ def load_config(environ=os.environ):
         # Host names requests may carry (a leading dot: any subdomain); derived when unset.
         "TRUSTED_HOSTS": comma_list("TRUSTED_HOSTS"),
         # Seconds between refreshes of every live dashboard region; 0: each its own (3 to 15 s).
-        # The home page's regions are shared for that long (webapp/dashboard/shared_fragments.py).
+        # The home and link pages' regions are shared for that long (webapp/dashboard/shared_fragments.py).
         "DASHBOARD_POLL_SECONDS": number("DASHBOARD_POLL_SECONDS", 0, int),
         # Tracked page views (POST /collect/<key>) a minute, per site and per client address.
         "COLLECT_SITE_PER_MINUTE": number("COLLECT_SITE_PER_MINUTE", 6000, int),

@@ -10,6 +10,7 @@ from sqlalchemy import or_, select
 
 from tasks.links import request_link_check
 from webapp.dashboard import bp, insights, stats
+from webapp.dashboard.shared_fragments import shared_html
 from webapp.extensions import db
 from webapp.links import service
 from webapp.links.access import can_see, visible_link_ids, visible_links
@@ -147,8 +148,11 @@ def link_page(slug):
 
 @bp.get("/links/<slug>/stats")
 def link_stats_fragment(slug):
-    link = own_link_or_404(slug)
-    return render_template("dashboard/_link_stats.html", link=link, **link_stats_context(link))
+    link = own_link_or_404(slug)  # before the shared copy: who may see the link is asked every time
+    return shared_html(
+        "link-stats",
+        lambda: render_template("dashboard/_link_stats.html", link=link, **link_stats_context(link)),
+    )
 
 
 def link_stats_context(link):

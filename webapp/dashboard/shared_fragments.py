@@ -19,7 +19,8 @@ milliseconds, and render themselves only if it does not come
 long. Redis down: every request renders for itself, as before (never a
 500); the request client's breaker keeps that from costing a timeout each.
 
-What may be shared: the dashboard fragments show the links a user may see
+What may be shared: the dashboard fragments (the home page's regions, a link
+page's statistics) show the links a user may see
 (``webapp.links.access.owner_condition``: an admin sees all of them, anyone
 else only their own), in the user's time zone, for the request's query
 arguments, with a few admin-only links. They embed no CSRF token and no
@@ -43,7 +44,7 @@ from webapp.keys import app_key
 from webapp.redis_client import request_redis
 
 # Each live region's own refresh interval, in seconds (DASHBOARD_POLL_SECONDS replaces them all).
-POLL_SECONDS = {"overview": 5, "clicks-chart": 10, "top-links": 10, "tables": 15}
+POLL_SECONDS = {"overview": 5, "clicks-chart": 10, "top-links": 10, "tables": 15, "link-stats": 10}
 # A renderer holds the lock this long at most; the others wait this long for its result.
 RENDER_LOCK_SECONDS = 5.0
 RENDER_WAIT_SECONDS = 2.0
@@ -67,6 +68,7 @@ def fragment_key(name):
     decides = {
         "viewer": viewer_scope(current_user),
         "zone": zone_name(),
+        "path": request.path,  # a link page's region names its link in the path
         "args": sorted(request.args.items(multi=True)),
         "root": request.script_root,
         "seconds": poll_seconds(name),
