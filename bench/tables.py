@@ -218,6 +218,10 @@ def checks(results):
     for size in results.get("report", {}).get("sizes", []):
         found.append((f"slow-page report at {size['rows']:,} rows: engine == python loop (slow and total views)",
                       size["same_counts"]))  # fmt: skip
+    huge = results.get("report", {}).get("postgres", {})
+    if "same_counts" in huge:
+        found.append((f"slow-page report at {huge['rows']:,} rows on PostgreSQL: every round the same counts",
+                      huge["same_counts"] and huge["seed"]["ok"]))  # fmt: skip
     if "collect" in results:
         found.append(
             ("collect: every beacon a 202, every accepted view drained once", results["collect"]["ok"])
