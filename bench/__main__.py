@@ -46,6 +46,13 @@ def parse_args(argv):
         help="page views for report, comma-separated (default 1000000,10000000; quick 100000,1000000)",
     )
     parser.add_argument(
+        "--report-huge",
+        type=int,
+        metavar="ROWS",
+        help="also the report over ROWS page views on PostgreSQL, seeded by the server (e.g. 100000000;"
+        " default: not run). --report-sizes '' skips the SQLite sizes",
+    )
+    parser.add_argument(
         "--export-sizes", help="clicks per exported link (default 100000,1000000; quick 10000,100000)"
     )
     parser.add_argument(
@@ -61,7 +68,11 @@ def parse_args(argv):
     args.clicks = args.clicks or (20_000 if quick else 200_000)
     args.tasks = args.tasks or (1_000 if quick else 5_000)
     args.seed_count = args.seed_count or (100_000 if quick else 1_000_000)
-    sizes = args.report_sizes or ("100000,1000000" if quick else "1000000,10000000")
+    sizes = (
+        args.report_sizes
+        if args.report_sizes is not None
+        else ("100000,1000000" if quick else "1000000,10000000")
+    )
     args.report_sizes = [int(size.replace("_", "")) for size in sizes.split(",") if size.strip()]
     export_sizes = args.export_sizes or ("10000,100000" if quick else "100000,1000000")
     args.export_sizes = [int(size.replace("_", "")) for size in export_sizes.split(",") if size.strip()]
@@ -136,8 +147,9 @@ def main(argv=None):
                 results["seed"] = seed.run(stack, args.seed_count, log=lambda line: print(line, flush=True))
             if args.only in (None, "report"):
                 results["report"] = slowreport.run(
-                    stack, args.report_sizes, args.rounds, log=lambda line: print(line, flush=True)
-                )
+                    stack, args.report_sizes, args.rounds, log=lambda line: print(line, flush=True),
+                    huge=args.report_huge,
+                )  # fmt: skip
             if args.only in (None, "export"):
                 results["export"] = export.run(
                     stack, args.export_sizes, log=lambda line: print(line, flush=True)

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 import psutil
 from sqlalchemy import create_engine, select
 
+from webapp.config import database_uri
 from webapp.models import PageView
 from webapp.reports import slow_pageviews
 from webapp.reports.params import SlowReportParams
@@ -51,7 +52,7 @@ def main(mode, database_url, now_iso):
     compute = {"engine": engine_report, "python": python_report}[mode]
     now = datetime.fromisoformat(now_iso)
     params = SlowReportParams()
-    engine = create_engine(database_url)
+    engine = create_engine(database_uri(database_url, None))
     with engine.connect() as conn:
         rss_before = psutil.Process().memory_info().rss
         started = time.perf_counter()

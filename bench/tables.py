@@ -4,6 +4,7 @@ SEED_TIME_TARGET_S = 15
 SEED_RSS_TARGET_MB = 300
 REPORT_TIME_TARGETS_S = {1_000_000: 1.0, 10_000_000: 5.0}
 REPORT_RSS_TARGET_MB = 200
+POSTGRES_REPORT_TIME_TARGETS_S = {100_000_000: 10.0}
 # Exporting clicks in constant memory: the largest export's peak within this of the smallest's.
 EXPORT_RSS_GROWTH_TARGET_MB = 20
 FRAGMENT_P95_TARGET_MS = 25
@@ -80,6 +81,15 @@ def report_lines(result):
             f"  {size['rows']:,} rows: engine rounds {each} s; RSS before computing {engine['rss_before_mb']:.0f} MB"
             f" (engine) / {size['python']['rss_before_mb']:.0f} MB (python); seeded in {seeded['wall_s']:.1f}s,"
             f" peak RSS {seeded['peak_rss_mb']:.0f} MB, database {seeded['database_mb']:.0f} MB"
+        )
+    huge = result.get("postgres", {})
+    if "compute_s" in huge:
+        each = ", ".join(f"{seconds:.2f}" for seconds in huge["compute_s_each"])
+        lines.append(
+            f"  PostgreSQL, {huge['rows']:,} rows: engine {huge['compute_s']:.2f}s (rounds {each}), peak RSS"
+            f" {huge['peak_rss_mb']:.0f} MB, slow {huge['slow_views']:,} of {huge['total_views']:,};"
+            f" seeded in {huge['seed']['seed_s']:.0f}s (rows {huge['seed']['rows_s']:.0f}s, histograms"
+            f" {huge['seed']['histograms_s']:.0f}s, vacuum {huge['seed']['vacuum_s']:.0f}s)"
         )
     return lines
 
@@ -169,6 +179,16 @@ def targets(results):
             found.append(target(name, engine["compute_s"], limit, "<=", "{:.2f}s"))
         name = f"slow-page report at {rows:,} rows peak RSS <= {REPORT_RSS_TARGET_MB} MB"
         found.append(target(name, engine["peak_rss_mb"], REPORT_RSS_TARGET_MB, "<=", "{:.0f} MB"))
+    huge = results.get("report", {}).get("postgres", {})
+    if "compute_s" in huge:
+        limit = POSTGRES_REPORT_TIME_TARGETS_S.get(huge["rows"])
+        if limit:
+            name = f"slow-page report at {huge['rows']:,} rows on PostgreSQL <= {limit:g} s"
+            found.append(target(name, huge["compute_s"], limit, "<=", "{:.2f}s"))
+        name = (
+            f"slow-page report at {huge['rows']:,} rows on PostgreSQL peak RSS <= {REPORT_RSS_TARGET_MB} MB"
+        )
+        found.append(target(name, huge["peak_rss_mb"], REPORT_RSS_TARGET_MB, "<=", "{:.0f} MB"))
     if len(results.get("export", {}).get("exports", [])) > 1:
         small, large, growth = export_rss_growth(results["export"])
         name = f"clicks export peak RSS at {large:,} <= at {small:,} + {EXPORT_RSS_GROWTH_TARGET_MB} MB"
@@ -207,6 +227,10 @@ def checks(results):
     for size in results.get("report", {}).get("sizes", []):
         found.append((f"slow-page report at {size['rows']:,} rows: engine == python loop (slow and total views)",
                       size["same_counts"]))  # fmt: skip
+    huge = results.get("report", {}).get("postgres", {})
+    if "same_counts" in huge:
+        found.append((f"slow-page report at {huge['rows']:,} rows on PostgreSQL: every round the same counts",
+                      huge["same_counts"] and huge["seed"]["ok"]))  # fmt: skip
     if "collect" in results:
         found.append(
             ("collect: every beacon a 202, every accepted view drained once", results["collect"]["ok"])

@@ -279,11 +279,12 @@ class PageViewHistogram(db.Model):
     report's rollup, written by the page-view drain in the transaction of the raw rows.
     Counts per exact millisecond, so percentiles and thresholds read from it are exact;
     the page is the md5 of its url (``PageViewUrl`` has the url), which keeps the key
-    short enough for a B-tree whatever the url's length."""
+    short enough for a B-tree whatever the url's length. The key's order (day, page, site)
+    lets a day's rows of the pages a filter matches be read by one index range per page."""
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
-    site_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     url_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    site_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     response_time_ms: Mapped[int] = mapped_column(Integer, primary_key=True)
     views: Mapped[int] = mapped_column(BigInteger)
 

@@ -29,8 +29,8 @@ INSERT INTO page_view_url (url_key, url)
 SELECT md5(url), url FROM (SELECT DISTINCT url FROM page_view) AS urls
 """
 HISTOGRAMS = """
-INSERT INTO page_view_histogram (day, site_id, url_key, response_time_ms, views)
-SELECT day, site_id, md5(url), response_time_ms, views FROM (
+INSERT INTO page_view_histogram (day, url_key, site_id, response_time_ms, views)
+SELECT day, md5(url), site_id, response_time_ms, views FROM (
     SELECT date(created_at) AS day, coalesce(site_id, 0) AS site_id, url, response_time_ms,
            count(*) AS views
     FROM page_view
@@ -47,11 +47,11 @@ def upgrade():
     op.create_table(
         'page_view_histogram',
         sa.Column('day', sa.Date(), nullable=False),
-        sa.Column('site_id', sa.Integer(), nullable=False),
         sa.Column('url_key', sa.String(length=32), nullable=False),
+        sa.Column('site_id', sa.Integer(), nullable=False),
         sa.Column('response_time_ms', sa.Integer(), nullable=False),
         sa.Column('views', sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint('day', 'site_id', 'url_key', 'response_time_ms'),
+        sa.PrimaryKeyConstraint('day', 'url_key', 'site_id', 'response_time_ms'),
     )
     op.create_table(
         'page_view_url',
