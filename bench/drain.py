@@ -49,6 +49,7 @@ def run_batch(stack, backend, count, batch_size=5000, links=50, log=print):
     with app.app_context():
         client, engine = worker_redis(), db.engine
         link_ids = clicks.create_links(links, "drain")
+        commands_before = redis_commands(client)
         started = time.perf_counter()
         pushed = clicks.push(client, clicks.click_lines(count, link_ids))
         push_s = time.perf_counter() - started
@@ -57,11 +58,14 @@ def run_batch(stack, backend, count, batch_size=5000, links=50, log=print):
             started = time.perf_counter()
             recorded = clicks.drain_until_empty(client, engine, batch_size)
             elapsed = time.perf_counter() - started
+        commands = redis_commands(client) - commands_before - 1  # this INFO itself
         counted, rows = clicks.counted(engine), clicks.click_rows(engine)
         left = client.xlen(CLICK_BUFFER.stream)
     stack.release(app)
     ok = recorded == counted == rows == count and left == 0
     return {
+        "redis_commands": commands,
+        "redis_commands_per_click": commands / count,
         "clicks": count,
         "batch_size": batch_size,
         "links": links,
@@ -75,6 +79,12 @@ def run_batch(stack, backend, count, batch_size=5000, links=50, log=print):
         "breakdown_s": breakdown(parts, elapsed),
         "ok": ok,
     }
+
+
+def redis_commands(client):
+    """Commands Redis has run since it started (INFO commandstats; a Lua script's own
+    XADDs and XACKs count one each, as they cost Redis one each)."""
+    return sum(stats["calls"] for stats in client.info("commandstats").values())
 
 
 @contextlib.contextmanager

@@ -82,7 +82,8 @@ def drain_lines(result):
         lines.append(
             f"  {name}{version}: batch {batch['clicks']} clicks in {batch['drain_s']:.2f}s"
             f" {'OK' if batch['ok'] else 'FAIL'} (recorded {batch['recorded']}, counter sum {batch['counter_sum']},"
-            f" click rows {batch['click_rows']}); task {task['tasks']} in {task['elapsed_s']:.2f}s"
+            f" click rows {batch['click_rows']}; Redis commands per click, shipped to drained:"
+            f" {batch.get('redis_commands_per_click', float('nan')):.3f}); task {task['tasks']} in {task['elapsed_s']:.2f}s"
             f" {'OK' if task['ok'] else 'FAIL'} (queued {task['queued']}, counter sum {task['counted']})"
         )
         for thread, parts in batch["breakdown_s"].items():

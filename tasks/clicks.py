@@ -23,11 +23,11 @@ log = logging.getLogger(__name__)
 
 
 @shared_task(name="tasks.clicks.drain_click_buffer", acks_late=True)
-def drain_click_buffer():
+def drain_click_buffer(follow=True):
+    """Drain the click buffer; then, as beat runs it, follow it for CLICK_DRAIN_FOLLOW_SECONDS."""
     config = current_app.config
-    return CLICK_DRAIN.run(
-        click_redis(), db.engine, config, follow_seconds=config["CLICK_DRAIN_FOLLOW_SECONDS"]
-    )
+    follow_seconds = config["CLICK_DRAIN_FOLLOW_SECONDS"] if follow else 0.0
+    return CLICK_DRAIN.run(click_redis(), db.engine, config, follow_seconds=follow_seconds)
 
 
 # max_retries comes from CLICK_TASK_MAX_RETRIES through task_annotations.

@@ -63,7 +63,8 @@ def epoch(moment):
 def drain_lines(lines, check_duplicates=False):
     """Through the page-view drain's own write path (dedup retry included)."""
     messages = [(f"{index + 1}-0", line) for index, line in enumerate(lines)]
-    return PAGEVIEW_DRAIN.write_batch(db.engine, messages, check_duplicates)
+    recorded, _ = PAGEVIEW_DRAIN.write_batch(db.engine, PAGEVIEW_BUFFER.shards[0], messages, check_duplicates)
+    return recorded
 
 
 def site_lines(site_ids, now, count=1500):

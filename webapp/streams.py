@@ -231,12 +231,14 @@ class Shard:
         the counters say how many lines went in and came out; XLEN counts entries."""
         pipe = client.pipeline(transaction=False)
         pipe.xrange(self.stream, count=1)
+        pipe.xlen(self.stream)
         pipe.mget(self.buffered_key, self.drained_key, self.dropped_key)
-        oldest, (buffered, drained, dropped) = pipe.execute()
+        oldest, entries, (buffered, drained, dropped) = pipe.execute()
         if not oldest:
             return 0, None
-        waiting = int(buffered or 0) - int(drained or 0) - int(dropped or 0)
-        return max(waiting, 1), int(oldest[0][0].split("-")[0]) / 1000
+        # Each entry holds a line at least (counters reset by a Redis that lost them say less).
+        waiting = max(int(buffered or 0) - int(drained or 0) - int(dropped or 0), entries)
+        return waiting, int(oldest[0][0].split("-")[0]) / 1000
 
 
 def slot_spread_tags(name, count):
