@@ -43,6 +43,19 @@ def on_cluster(cluster, app):
     return {"CLICK_REDIS_URL": cluster.url, "CLICK_REDIS_CLUSTER": "1", "CLICK_STREAMS": str(SHARDS)}
 
 
+def start_on_cluster(processes, env):
+    """Web, clicks worker and beat, the click buffer on the cluster; return the web server."""
+    web = processes.web(**env)
+    processes.worker(queues="clicks", **env)
+    processes.beat(**env)
+    return web
+
+
+def cluster_buffer(app):
+    """The click buffer as the processes on the cluster build it (their keys, in this test)."""
+    return StreamBuffer(app.config["CLICKBOARD_NAMESPACE"], "clicks", "drain", "c", SHARDS, True)
+
+
 def counted_stays(link_id, expected, seconds=3.0):
     """The counter reached ``expected`` and, ``seconds`` later, still says so (nothing doubled)."""
     wait_for(
@@ -71,9 +84,7 @@ def test_clicks_through_every_shard_of_the_cluster_are_counted_once(
     app, user, processes, on_cluster, cluster
 ):
     link, _ = service.create_link("https://example.com/sharded", user, slug="sharded")
-    web = processes.web(**on_cluster)
-    processes.worker(queues="clicks", **on_cluster)
-    processes.beat(**on_cluster)
+    web = start_on_cluster(processes, on_cluster)
 
     results = send_redirects(f"{web.url}/r/sharded", 600)
 
@@ -81,7 +92,7 @@ def test_clicks_through_every_shard_of_the_cluster_are_counted_once(
     assert counted_stays(link.id, 600) == (600, 600, 600)
     client = cluster.client()
     try:
-        buffer = StreamBuffer(app.config["CLICKBOARD_NAMESPACE"], "clicks", "drain", "c", SHARDS, True)
+        buffer = cluster_buffer(app)
         per_shard = [int(client.get(shard.buffered_key) or 0) for shard in buffer.shards]
     finally:
         client.close()
@@ -90,12 +101,10 @@ def test_clicks_through_every_shard_of_the_cluster_are_counted_once(
 
 def test_a_master_that_is_away_holds_back_its_own_shard_only(app, user, processes, on_cluster, cluster):
     link, _ = service.create_link("https://example.com/away", user, slug="away")
-    web = processes.web(**on_cluster)
-    processes.worker(queues="clicks", **on_cluster)
-    processes.beat(**on_cluster)
+    web = start_on_cluster(processes, on_cluster)
     send_redirects(f"{web.url}/r/away", 10)  # the link cached, the shards' groups made
     wait_for(lambda: click_totals(link.id).counter == 10, timeout=60, message="the first clicks counted")
-    buffer = StreamBuffer(app.config["CLICKBOARD_NAMESPACE"], "clicks", "drain", "c", SHARDS, True)
+    buffer = cluster_buffer(app)
     away = cluster.node_of(key_slot(buffer.shards[0].stream.encode()))
 
     away.pause()
@@ -120,10 +129,8 @@ def test_a_slot_moved_to_another_master_during_traffic_loses_and_doubles_nothing
     app, user, processes, on_cluster, cluster
 ):
     link, _ = service.create_link("https://example.com/moved", user, slug="moved")
-    web = processes.web(**on_cluster)
-    processes.worker(queues="clicks", **on_cluster)
-    processes.beat(**on_cluster)
-    buffer = StreamBuffer(app.config["CLICKBOARD_NAMESPACE"], "clicks", "drain", "c", SHARDS, True)
+    web = start_on_cluster(processes, on_cluster)
+    buffer = cluster_buffer(app)
     slot = key_slot(buffer.shards[1].stream.encode())
     sent, stop = [], threading.Event()
 

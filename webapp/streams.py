@@ -131,7 +131,7 @@ class Shard:
     """
 
     def __init__(self, namespace, name, group, field, tag=None):
-        self.field, self.group, self.index_tag = field, group, tag
+        self.field, self.group = field, group
         scoped = (
             (lambda *parts: key(namespace, *parts, f"{{{tag}}}"))
             if tag
@@ -325,7 +325,7 @@ class StreamBuffer:
 
     def append(self, client, messages):
         """Append lines (no newline in them) to their shards; return how many."""
-        return sum(shard.ship_lines(client, lines)[0] for shard, lines in self.by_shard("\n".join(messages)))
+        return self.append_lines(client, "\n".join(messages))
 
     def append_lines(self, client, text):
         """Each non-empty line of ``text`` into its shard; return how many."""
