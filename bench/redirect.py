@@ -1,9 +1,12 @@
 """Redirect throughput and tail latency: raw WSGI and Flask no-ops vs Clickboard batch vs task mode.
 
 The servers run side by side (idle ones cost nothing) under the same gunicorn
-settings and the same wrk load, measured interleaved: raw, noop, batch, task,
-raw, noop, batch, task ... so a burst of load from elsewhere on a shared machine
-lands on every config alike rather than on one.
+settings and the same wrk load, measured interleaved: raw, rawh, noop, batch,
+task, raw, rawh ... so a burst of load from elsewhere on a shared machine
+lands on every config alike rather than on one. ``raw`` is the floor (a bare
+WSGI callable sending ``Location`` only), ``rawh`` the same floor sending
+every header Clickboard's redirect sends: the ratio batch ÷ rawh is what
+Clickboard's own code costs, rawh ÷ raw what its security headers cost.
 
 ``batch`` and ``task`` run on SQLite with Redis as the broker. When the bench
 found PostgreSQL and/or RabbitMQ, ``batch-pg-mq`` and ``task-pg-mq`` (or
@@ -35,8 +38,12 @@ from webapp.models import Link
 from webapp.ops import queue_depths
 from webapp.redis_client import worker_redis
 
-MODES = ("raw", "noop", "batch", "task")
-BASELINES = {"raw": "bench.noop_wsgi:app", "noop": "bench.noop_app:app"}
+MODES = ("raw", "rawh", "noop", "batch", "task")
+BASELINES = {
+    "raw": "bench.noop_wsgi:app",
+    "rawh": "bench.noop_wsgi:app_with_headers",
+    "noop": "bench.noop_app:app",
+}
 LIMITS = "batch-limits"
 TASK_QUEUE = "clicks"
 
@@ -46,7 +53,7 @@ class Config:
     """One server under test, and the in-process app that checks its clicks."""
 
     name: str
-    mode: str  # raw, noop, batch or task
+    mode: str  # raw, rawh, noop, batch or task
     database: str  # the name shown: SQLite or PostgreSQL
     broker: str  # Redis or RabbitMQ
     app: object
@@ -57,7 +64,7 @@ class Config:
 
     @property
     def label(self):
-        labels = {"raw": "no-op raw WSGI app", "noop": "no-op Flask app"}
+        labels = {"raw": "no-op raw WSGI app", "rawh": "raw WSGI + our headers", "noop": "no-op Flask app"}
         return labels.get(self.mode, f"{self.database} + {self.broker}")
 
 
@@ -243,7 +250,7 @@ def summarise(runs):
             "wrk_cpu_us": min(run["wrk_cpu_us_per_request"] for run in mine),
         }
     # "noop" keeps its unsuffixed field names (rps_ratio ...), which earlier results use.
-    for base_name, suffix in (("noop", ""), ("raw", "_raw")):
+    for base_name, suffix in (("noop", ""), ("raw", "_raw"), ("rawh", "_rawh")):
         base = summary.get(base_name)
         if base:
             for figures in summary.values():

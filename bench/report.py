@@ -9,7 +9,8 @@ RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"
 REDIRECT_RPS_TARGET = 0.85
 REDIRECT_RAW_RPS_TARGET = 0.9
 REDIRECT_P99_TARGET = 1.5
-DRAIN_RATE_TARGET = 50_000
+# Issue 14's targets: each database's own, since PostgreSQL's COPY crosses a socket.
+DRAIN_RATE_TARGETS = {"sqlite": 100_000, "postgresql": 60_000}
 LAG_P95_TARGET_S = 1.0
 LAG_RECOVERY_TARGET_S = 10.0
 DRAIN_RATIO_TARGET = 25
@@ -24,7 +25,7 @@ def redirect_lines(result):
         f" gunicorn --workers {cfg['gunicorn_workers']} (sync); best of {cfg['rounds']} interleaved rounds"
         " (best req/s and best p99 taken separately)",
         f"  {'config':<13}{'stack':<23}{'req/s':>7}{'p99 ms':>9}{'req/s÷noop':>12}{'p99÷noop':>10}"
-        f"{'req/s÷raw':>11}{'CPU us/req':>12}   each round: req/s | p99 ms | req/s÷noop",
+        f"{'req/s÷raw':>11}{'÷raw+hdrs':>11}{'CPU us/req':>12}   each round: req/s | p99 ms | req/s÷noop",
     ]
     labels = result.get("configs", {})
     for config, fig in summary.items():
@@ -33,7 +34,8 @@ def redirect_lines(result):
         each_ratio = ", ".join(ratio(value) for value in fig["rps_ratio_each"])
         lines.append(
             f"  {config:<13}{labels.get(config, ''):<23}{fig['rps']:>7.0f}{fig['p99_ms']:>9.2f}{ratio(fig['rps_ratio']):>12}"
-            f"{ratio(fig['p99_ratio']):>10}{ratio(fig.get('rps_ratio_raw')):>11}{fig['cpu_us']:>12.0f}"
+            f"{ratio(fig['p99_ratio']):>10}{ratio(fig.get('rps_ratio_raw')):>11}"
+            f"{ratio(fig.get('rps_ratio_rawh')):>11}{fig['cpu_us']:>12.0f}"
             f"   {each} | {each_p99} | {each_ratio}"
         )
     lines.append(
@@ -154,12 +156,23 @@ def targets(results):
             name = f"{config} redirect req/s >= 0.9x raw-WSGI no-op ({stack})"
             found.append(target(name, batch["rps_ratio_raw"], REDIRECT_RAW_RPS_TARGET, ">="))
             found[-1]["shown"] += f" (CPU-bound estimate {ratio(batch['cpu_bound_rps_ratio_raw'])})"
+            if "rps_ratio_rawh" in batch:
+                found[-1]["shown"] += (
+                    f"; {ratio(batch['rps_ratio_rawh'])} of the raw no-op sending the same headers"
+                    f" (CPU-bound {ratio(batch['cpu_bound_rps_ratio_rawh'])})"
+                )
     for backend, name in BACKENDS.items():
         drain = results.get("drain", {}).get(backend)
         if drain:
             rate = drain["batch"]["clicks_per_s"]
             found.append(
-                target(f"batch drain >= 50,000 clicks/s ({name})", rate, DRAIN_RATE_TARGET, ">=", "{:,.0f}/s")
+                target(
+                    f"batch drain >= {DRAIN_RATE_TARGETS[backend]:,} clicks/s ({name})",
+                    rate,
+                    DRAIN_RATE_TARGETS[backend],
+                    ">=",
+                    "{:,.0f}/s",
+                )
             )
             found.append(
                 target(f"batch drain >= 25x task mode ({name})", drain["ratio"], DRAIN_RATIO_TARGET, ">=")

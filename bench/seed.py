@@ -151,13 +151,20 @@ def seed_on_server(database_url, count, log=print, days=SERVER_SEED_DAYS, seed_v
         phase = time.perf_counter()
         conn.execute("VACUUM ANALYZE page_view")
         conn.execute("VACUUM ANALYZE page_view_histogram")
+        conn.execute("VACUUM ANALYZE page_view_day_histogram")
         conn.execute("VACUUM ANALYZE page_view_url")
         figures["vacuum_s"] = time.perf_counter() - phase
         figures["seed_s"] = time.perf_counter() - started
         figures["rows"] = conn.execute("SELECT count(*) FROM page_view").fetchone()[0]
         figures["histogram_rows"] = conn.execute("SELECT count(*) FROM page_view_histogram").fetchone()[0]
-        for table in ("page_view", "page_view_histogram"):
-            size = conn.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()[0]
+        figures["day_histogram_rows"] = conn.execute(
+            "SELECT count(*) FROM page_view_day_histogram"
+        ).fetchone()[0]
+        for table in ("page_view", "page_view_histogram", "page_view_day_histogram"):
+            # page_view is partitioned by month: its size is its partitions'.
+            size = conn.execute(
+                "SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree(%s)", (table,)
+            ).fetchone()[0]
             figures[f"{table}_mb"] = size / 2**20
     figures["ok"] = figures["rows"] == count
     log(f"    {describe_server_seed(figures)}")
@@ -195,6 +202,7 @@ def describe_server_seed(figures):
     return (
         f"{figures['rows']:,} rows in {figures['seed_s']:.0f}s (rows {figures['rows_s']:.0f}s, histograms"
         f" {figures['histograms_s']:.0f}s, vacuum {figures['vacuum_s']:.0f}s): {figures['histogram_rows']:,}"
-        f" histogram rows; page_view {figures['page_view_mb']:,.0f} MB,"
-        f" page_view_histogram {figures['page_view_histogram_mb']:,.0f} MB"
+        f" histogram rows, {figures['day_histogram_rows']:,} without pages; page_view {figures['page_view_mb']:,.0f} MB,"
+        f" page_view_histogram {figures['page_view_histogram_mb']:,.0f} MB,"
+        f" page_view_day_histogram {figures['page_view_day_histogram_mb']:,.0f} MB"
     )

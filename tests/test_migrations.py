@@ -1,6 +1,6 @@
 """Migrations that move data keep it: the daily referrer and agent rollups become hourly
 dimension rows (0009) and come back on downgrade; page views get their response-time
-histograms (0013); on SQLite and on PostgreSQL."""
+histograms (0013), and those their sums without pages (0014); on SQLite and on PostgreSQL."""
 
 import pytest
 from flask_migrate import downgrade, upgrade
@@ -170,4 +170,31 @@ def test_page_view_histograms_are_built_from_the_rows_already_there(scratch_url,
         assert {key: url for key, url in keys} == {url_key(url): url for url in ("/a", long_url)}
         downgrade(revision="0012_raw_retention")
         assert run_sql(scratch_url, "SELECT count(*) FROM page_view") == [(6,)]
+        db.engine.dispose()
+
+
+def test_day_histograms_are_the_page_histograms_summed_over_pages(scratch_url, tmp_path, monkeypatch):
+    """0014 backfills the histograms without pages from those with, and takes them away again."""
+    monkeypatch.setenv("CLICKBOARD_INSTANCE_PATH", str(tmp_path))
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": scratch_url})
+    with app.app_context():
+        upgrade(revision="0013_pageview_histograms")
+        run_sql(
+            scratch_url,
+            "INSERT INTO page_view_histogram (day, url_key, site_id, response_time_ms, views) VALUES"
+            " ('2026-03-01', 'a', 0, 120, 2), ('2026-03-01', 'b', 0, 120, 5), ('2026-03-01', 'b', 0, 121, 1),"
+            " ('2026-03-01', 'a', 3, 120, 4), ('2026-03-02', 'a', 0, 120, 1)",
+        )
+        upgrade(revision="0014_day_histograms")
+        rows = run_sql(scratch_url, "SELECT day, site_id, response_time_ms, views FROM page_view_day_histogram"
+                       " ORDER BY day, site_id, response_time_ms")  # fmt: skip
+        assert [(str(day), site, ms, views) for day, site, ms, views in rows] == [
+            ("2026-03-01", 0, 120, 7),
+            ("2026-03-01", 0, 121, 1),
+            ("2026-03-01", 3, 120, 4),
+            ("2026-03-02", 0, 120, 1),
+        ]
+        downgrade(revision="0013_pageview_histograms")
+        assert run_sql(scratch_url, "SELECT count(*) FROM page_view_histogram") == [(5,)]
+        upgrade(revision="0014_day_histograms")  # down and up again: nothing left behind
         db.engine.dispose()

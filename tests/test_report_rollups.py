@@ -1,7 +1,8 @@
 """The slow-page report's daily response-time histograms (webapp/pageviews/histograms.py).
 
-The report reads whole days from the histograms and partial days from the
-raw rows. Its results must be exactly those of the raw-rows-only
+The report reads whole days from the histograms (the one without pages when
+no page filter is set, the page histogram otherwise and for the slowest
+pages) and partial days from the raw rows. Its results must be exactly those of the raw-rows-only
 computation it replaced: ``raw_only`` is that computation (the same engine
 with every day read raw, as before the histograms), compared field by field
 on the same data: seeded views, views with sites written by the real
@@ -15,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from webapp.extensions import db
-from webapp.models import PageView, PageViewHistogram, PageViewUrl, Site, utcnow
+from webapp.models import PageView, PageViewDayHistogram, PageViewHistogram, PageViewUrl, Site, utcnow
 from webapp.pageviews import histograms, seed
 from webapp.pageviews.ingest import PAGEVIEW_BUFFER, PAGEVIEW_DRAIN, record_pageviews, tracked_view_line
 from webapp.redis_client import worker_redis
@@ -80,11 +81,32 @@ def site_lines(site_ids, now, count=1500):
 
 
 def histogram_totals():
-    return dict(
-        db.session.execute(
-            select(PageViewHistogram.day, func.sum(PageViewHistogram.views)).group_by(PageViewHistogram.day)
-        ).all()
+    """Views per day in the page histogram, after checking the day histogram says the same
+    for every (day, site, response time)."""
+    by_page = select(
+        PageViewHistogram.day,
+        PageViewHistogram.site_id,
+        PageViewHistogram.response_time_ms,
+        PageViewHistogram.views,
+    ).subquery()
+    keys = (by_page.c.day, by_page.c.site_id, by_page.c.response_time_ms)
+    summed = dict(
+        ((day, site, ms), views)
+        for day, site, ms, views in db.session.execute(
+            select(*keys, func.sum(by_page.c.views)).group_by(*keys)
+        )
     )
+    day_rows = select(
+        PageViewDayHistogram.day,
+        PageViewDayHistogram.site_id,
+        PageViewDayHistogram.response_time_ms,
+        PageViewDayHistogram.views,
+    )
+    assert {(day, site, ms): views for day, site, ms, views in db.session.execute(day_rows)} == summed
+    totals = Counter()
+    for (day, _, _), views in summed.items():
+        totals[day] += views
+    return dict(totals)
 
 
 def raw_totals():
@@ -140,13 +162,19 @@ def test_the_data_exercises_sites_percentiles_and_both_sources(views, now, monke
         slow_pageviews.is_whole_day(*chunk) for chunk in slow_pageviews.day_chunks(now - timedelta(30), now)
     )
     assert whole >= 29
-    # The histograms really are read: emptied, the whole days count nothing.
+    # Each histogram really is read: emptied, the whole days count nothing where it is used.
+    unfiltered, by_page = SlowReportParams(url_contains=""), SlowReportParams(min_ms=0, url_contains="blog")
+    before = {params: compute(params, now) for params in (unfiltered, by_page)}
+    db.session.execute(PageViewDayHistogram.__table__.delete())
+    db.session.commit()
+    assert compute(unfiltered, now)["total_views"] < before[unfiltered]["total_views"]
+    assert compute(unfiltered, now)["slowest_urls"] == before[unfiltered]["slowest_urls"]  # from pages
+    assert compute(by_page, now) == before[by_page]
     db.session.execute(PageViewHistogram.__table__.delete())
     db.session.commit()
-    emptied = compute(SlowReportParams(url_contains=""), now)
-    assert (
-        emptied["total_views"] < raw_only(SlowReportParams(url_contains=""), now, monkeypatch)["total_views"]
-    )
+    assert compute(by_page, now)["total_views"] < before[by_page]["total_views"]
+    assert compute(unfiltered, now)["slowest_urls"] != before[unfiltered]["slowest_urls"]
+    assert raw_only(unfiltered, now, monkeypatch) == before[unfiltered]
 
 
 def test_histograms_hold_exactly_the_raw_rows(views):
@@ -174,6 +202,7 @@ def test_a_batch_seen_twice_in_itself_counts_once(app):
     line = drained_line(None, "/blog/twice", 1234, NOW - timedelta(days=2))
     assert drain_lines([line, line]) == 1
     assert db.session.scalar(select(func.sum(PageViewHistogram.views))) == 1
+    assert db.session.scalar(select(func.sum(PageViewDayHistogram.views))) == 1
 
 
 def test_rows_and_histograms_commit_together(app):
@@ -185,6 +214,7 @@ def test_rows_and_histograms_commit_together(app):
         assert conn.scalar(select(func.sum(PageViewHistogram.views))) == 1
         raise RuntimeError("the batch fails before it commits")
     assert db.session.scalar(select(func.count()).select_from(PageViewHistogram)) == 0
+    assert db.session.scalar(select(func.count()).select_from(PageViewDayHistogram)) == 0
     assert db.session.scalar(select(func.count()).select_from(PageView)) == 0
 
 

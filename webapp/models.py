@@ -280,10 +280,27 @@ class PageViewHistogram(db.Model):
     Counts per exact millisecond, so percentiles and thresholds read from it are exact;
     the page is the md5 of its url (``PageViewUrl`` has the url), which keeps the key
     short enough for a B-tree whatever the url's length. The key's order (day, page, site)
-    lets a day's rows of the pages a filter matches be read by one index range per page."""
+    lets a day's rows of the pages a filter matches be read by one index range per page;
+    the (day, response time) index lets the slowest pages be ranked from a day's slow
+    rows only. ``views`` is in neither, so the drain's increments stay HOT updates."""
+
+    __table_args__ = (Index("ix_page_view_histogram_day_ms", "day", "response_time_ms"),)
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     url_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    site_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    response_time_ms: Mapped[int] = mapped_column(Integer, primary_key=True)
+    views: Mapped[int] = mapped_column(BigInteger)
+
+
+class PageViewDayHistogram(db.Model):
+    """``PageViewHistogram`` without the page: views per UTC day, site (0: none) and
+    response time in ms. A day's totals, slow count and percentiles with no page filter
+    (the report's default) read a few thousand rows here instead of one per page and
+    time there, which at a hundred million views is the difference between milliseconds
+    and seconds per day. Written with the page histogram, in the same transaction."""
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
     site_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     response_time_ms: Mapped[int] = mapped_column(Integer, primary_key=True)
     views: Mapped[int] = mapped_column(BigInteger)

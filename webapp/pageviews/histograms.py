@@ -6,7 +6,9 @@ most, and percentiles and thresholds read from it are the raw rows' own.
 Views without a site count under site 0 (a primary key cannot hold NULL).
 A page is keyed by the md5 of its url, the same in Python and in SQL
 (PostgreSQL's ``md5``; on SQLite the function is registered on the
-connection), and ``page_view_url`` maps the key back to the url.
+connection), and ``page_view_url`` maps the key back to the url. Beside it,
+the same counts without the page (``page_view_day_histogram``): what a
+report with no page filter reads.
 
 The drain adds the rows it inserts (``record``), in their transaction;
 bulk writers add theirs in one ``INSERT ... SELECT ... GROUP BY`` over
@@ -20,11 +22,12 @@ from collections import Counter
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
 
-from webapp.models import PageViewHistogram, PageViewUrl
+from webapp.models import PageViewDayHistogram, PageViewHistogram, PageViewUrl
 from webapp.upserts import upsert_sums
 
 NO_SITE = 0
 HISTOGRAM_KEYS = ("day", "url_key", "site_id", "response_time_ms")
+DAY_HISTOGRAM_KEYS = ("day", "site_id", "response_time_ms")
 
 # Seeded rows (no event id) with ``id > :after_id`` into both tables, adding to the counts there;
 # in key order, so the primary key grows at its end (a third faster on PostgreSQL at 1M views).
@@ -47,6 +50,15 @@ ORDER BY day, md5(url), site_id, response_time_ms
 ON CONFLICT (day, url_key, site_id, response_time_ms)
 DO UPDATE SET views = page_view_histogram.views + excluded.views
 """
+DAY_HISTOGRAM_FROM_RAW = """
+INSERT INTO page_view_day_histogram (day, site_id, response_time_ms, views)
+SELECT date(created_at), coalesce(site_id, 0), response_time_ms, count(*)
+FROM page_view WHERE id > :after_id AND event_id IS NULL
+GROUP BY date(created_at), coalesce(site_id, 0), response_time_ms
+ORDER BY 1, 2, 3
+ON CONFLICT (day, site_id, response_time_ms)
+DO UPDATE SET views = page_view_day_histogram.views + excluded.views
+"""
 
 
 def url_key(url):
@@ -54,7 +66,7 @@ def url_key(url):
 
 
 def record(conn, rows):
-    """Add inserted page-view rows (dicts as ``page_view`` takes them) to the histograms."""
+    """Add inserted page-view rows (dicts as ``page_view`` takes them) to both histograms."""
     if not rows:
         return
     counts = Counter()
@@ -64,11 +76,16 @@ def record(conn, rows):
         urls[key] = row["url"]
         site_id = NO_SITE if row.get("site_id") is None else row["site_id"]
         counts[(row["created_at"].date(), key, site_id, row["response_time_ms"])] += 1
+    day_counts = Counter()
+    for (day, _, site_id, ms), views in counts.items():
+        day_counts[(day, site_id, ms)] += views
     insert_missing_urls(conn, urls)
-    histogram_rows = [
-        dict(zip(HISTOGRAM_KEYS, key, strict=True), views=views) for key, views in counts.items()
-    ]
-    upsert_sums(conn, PageViewHistogram, HISTOGRAM_KEYS, histogram_rows)
+    upsert_sums(conn, PageViewHistogram, HISTOGRAM_KEYS, sum_rows(HISTOGRAM_KEYS, counts))
+    upsert_sums(conn, PageViewDayHistogram, DAY_HISTOGRAM_KEYS, sum_rows(DAY_HISTOGRAM_KEYS, day_counts))
+
+
+def sum_rows(keys, counts):
+    return [dict(zip(keys, key, strict=True), views=views) for key, views in counts.items()]
 
 
 def insert_missing_urls(conn, urls):
@@ -78,11 +95,12 @@ def insert_missing_urls(conn, urls):
 
 
 def add_seeded(conn, after_id):
-    """Add the seeded rows (no event id) with ``id > after_id`` to the histograms."""
+    """Add the seeded rows (no event id) with ``id > after_id`` to both histograms."""
     if conn.dialect.name == "sqlite":
         register_md5(conn)
     conn.execute(text(URLS_FROM_RAW), {"after_id": after_id})
     conn.execute(text(HISTOGRAM_FROM_RAW), {"after_id": after_id})
+    conn.execute(text(DAY_HISTOGRAM_FROM_RAW), {"after_id": after_id})
 
 
 def register_md5(conn):

@@ -1,14 +1,17 @@
 """The slow-page report, from daily response-time histograms, one day at a time.
 
 Reading every page view would take minutes at a hundred million rows.
-The page-view drain keeps a histogram per UTC day, site, page and exact
-response time in ms (``webapp.pageviews.histograms``); a whole day of the
-window is read from it, a partial day (the window's first and last) from
-the raw rows, grouped the same way (``GROUP BY response_time_ms``). Either
-way a day's histogram is a few thousand rows however many views there are.
-From those histograms come the totals, the slow count per day and exact
-percentiles; a last query ranks the URLs with the most slow views over
-the same two sources. Memory stays bounded by the number of distinct
+The page-view drain keeps histograms per UTC day, site and exact response
+time in ms, one with the page and one without (``webapp.pageviews.histograms``).
+A whole day of the window is read from the one without pages, or, when the
+report filters by page, from the matching pages' rows of the other; a
+partial day (the window's first and last) from the raw rows, grouped the
+same way (``GROUP BY response_time_ms``). Either way a day's histogram is a
+few thousand rows however many views there are. From those histograms come
+the totals, the slow count per day and exact percentiles; a last query
+ranks the URLs with the most slow views, from the slow rows of the page
+histogram and of the partial days' raw rows, each summed per page before
+the two are merged. Memory stays bounded by the number of distinct
 response times, and each finished day is a step of progress.
 """
 
@@ -18,7 +21,7 @@ from fractions import Fraction
 
 from sqlalchemy import and_, func, or_, select, union_all
 
-from webapp.models import PageView, PageViewHistogram, PageViewUrl, Site
+from webapp.models import PageView, PageViewDayHistogram, PageViewHistogram, PageViewUrl, Site
 from webapp.search import LIKE_ESCAPE, contains_pattern
 
 SLOWEST_URLS = 10
@@ -84,31 +87,35 @@ def raw_filter(conn, params, start, end):
     return conditions
 
 
-def rollup_filter(conn, params, first_day, last_day):
-    """Histogram rows of the days ``first_day``..``last_day``, filtered as ``raw_filter`` does.
+def day_histogram_table(params):
+    """Where a whole day's response times are read: only the page histogram knows pages."""
+    return PageViewHistogram if params.url_contains else PageViewDayHistogram
 
-    One day is an equality: psycopg prepares a statement run five times and PostgreSQL may
-    then plan it once for any parameters, and ``day BETWEEN $1 AND $2`` planned blind is a
-    scan of every day (a second per query where the right plan takes milliseconds).
+
+def rollup_filter(conn, params, days, table=PageViewHistogram):
+    """Histogram rows of ``days``, filtered as ``raw_filter`` does.
+
+    Days are equalities (``IN``), never a range: psycopg prepares a statement run five
+    times and PostgreSQL may then plan it once for any parameters, and ``day BETWEEN $1
+    AND $2`` planned blind is a scan of every day (a second per query where the right
+    plan takes milliseconds); each day of an ``IN`` is its own index range.
     """
-    if first_day == last_day:
-        conditions = [PageViewHistogram.day == first_day]
-    else:
-        conditions = [PageViewHistogram.day >= first_day, PageViewHistogram.day <= last_day]
+    conditions = [table.day == days[0]] if len(days) == 1 else [table.day.in_(days)]
     if params.url_contains:
         matching = select(PageViewUrl.url_key).where(url_matches(conn, PageViewUrl.url, params.url_contains))
-        conditions.append(PageViewHistogram.url_key.in_(matching))
+        conditions.append(table.url_key.in_(matching))
     if params.site:
-        conditions.append(PageViewHistogram.site_id == site_id_of(params))
+        conditions.append(table.site_id == site_id_of(params))
     return conditions
 
 
 def response_time_histogram(conn, params, start, end):
     if is_whole_day(start, end):
+        table = day_histogram_table(params)
         query = (
-            select(PageViewHistogram.response_time_ms, func.sum(PageViewHistogram.views))
-            .where(*rollup_filter(conn, params, start.date(), start.date()))
-            .group_by(PageViewHistogram.response_time_ms)
+            select(table.response_time_ms, func.sum(table.views))
+            .where(*rollup_filter(conn, params, [start.date()], table))
+            .group_by(table.response_time_ms)
         )
     else:
         query = (
@@ -119,39 +126,56 @@ def response_time_histogram(conn, params, start, end):
     return Counter({ms: int(count) for ms, count in conn.execute(query)})
 
 
-def slow_views_by_url_and_ms(conn, params, chunks):
-    """(url, ms, views) of the slow views: whole days from the histograms, partial days raw."""
+def slow_views_by_url(conn, params, chunks):
+    """(url, views, sum_ms, max_ms) of the slow views per page and source: whole days from
+    the page histogram's slow rows (its (day, response time) index reads those alone),
+    summed per page before the url is joined on; partial days from the raw rows."""
     whole = [start.date() for start, end in chunks if is_whole_day(start, end)]
     partial = [chunk for chunk in chunks if not is_whole_day(*chunk)]
     parts = []
     if whole:
+        ms, views = PageViewHistogram.response_time_ms, PageViewHistogram.views
+        per_page = (
+            select(
+                PageViewHistogram.url_key,
+                func.sum(views).label("views"),
+                func.sum(ms * views).label("sum_ms"),
+                func.max(ms).label("max_ms"),
+            )
+            .where(*rollup_filter(conn, params, whole), ms >= params.min_ms)
+            .group_by(PageViewHistogram.url_key)
+            .subquery()
+        )
         parts.append(
-            select(PageViewUrl.url, PageViewHistogram.response_time_ms.label("ms"), PageViewHistogram.views)
-            .join(PageViewUrl, PageViewUrl.url_key == PageViewHistogram.url_key)
-            .where(
-                *rollup_filter(conn, params, whole[0], whole[-1]),
-                PageViewHistogram.response_time_ms >= params.min_ms,
+            select(PageViewUrl.url, per_page.c.views, per_page.c.sum_ms, per_page.c.max_ms).join(
+                PageViewUrl, PageViewUrl.url_key == per_page.c.url_key
             )
         )
     if partial:
+        ms = PageView.response_time_ms
         parts.append(
-            select(PageView.url, PageView.response_time_ms.label("ms"), func.count().label("views"))
+            select(
+                PageView.url,
+                func.count().label("views"),
+                func.sum(ms).label("sum_ms"),
+                func.max(ms).label("max_ms"),
+            )
             .where(
                 or_(*(and_(*raw_filter(conn, params, start, end)) for start, end in partial)),
-                PageView.response_time_ms >= params.min_ms,
+                ms >= params.min_ms,
             )
-            .group_by(PageView.url, PageView.response_time_ms)
+            .group_by(PageView.url)
         )
     return union_all(*parts).subquery()
 
 
 def slowest_urls(conn, params, chunks):
     """The URLs with the most slow views; ties: the slowest view first, then the URL."""
-    slow = slow_views_by_url_and_ms(conn, params, chunks)
+    slow = slow_views_by_url(conn, params, chunks)
     slow_views = func.sum(slow.c.views).label("slow_views")
-    max_ms = func.max(slow.c.ms).label("max_ms")
+    max_ms = func.max(slow.c.max_ms).label("max_ms")
     query = (
-        select(slow.c.url, slow_views, func.sum(slow.c.ms * slow.c.views).label("sum_ms"), max_ms)
+        select(slow.c.url, slow_views, func.sum(slow.c.sum_ms).label("sum_ms"), max_ms)
         .group_by(slow.c.url)
         .order_by(slow_views.desc(), max_ms.desc(), slow.c.url)
         .limit(SLOWEST_URLS)
