@@ -1,0 +1,134 @@
+"""The door before Flask for the home page's live regions: a shared copy's hit, from WSGI.
+
+Every open dashboard polls its regions; once a copy is shared
+(``shared_fragments``) what a hit costs is Flask's request: contexts, the
+session, Flask-Login's user load from the database, the hooks, several
+times the Redis GET of the copy. ``FragmentDoor`` answers a GET of a home
+page region itself when, and only when, Flask would answer it with the
+same stored copy:
+
+- the session cookie verifies as Flask's session interface opens it (the
+  app's signing serializer and keys, fallbacks included, within the
+  session lifetime) and holds Flask-Login's ``<user id>:<epoch>``, and
+  serving it without Flask would not skip a Set-Cookie Flask owes: a
+  session Flask refreshes on every request (permanent, with
+  SESSION_REFRESH_EACH_REQUEST) goes to Flask once its signature is
+  ``REFRESH_AGE`` old, one asking to set or clear a remember cookie always;
+- the Host is one Flask trusts (else Flask's 400);
+- the user's viewer record (``viewers``) holds the cookie's epoch: Flask
+  loaded that user with that epoch within ``viewers.RECORD_SECONDS``, and
+  no commit has changed the user since;
+- the copy keyed as Flask's view would key it (``copy_key``, with the
+  record's scope and zone) is in Redis.
+
+Anything else (no cookie, a bad one, no record, no copy, Redis down or
+slow, HEAD, another path) goes to Flask unchanged, which does what it
+always did. A link page's statistics stay on Flask: who may see the link
+is asked of the database every time. The answer is Flask's byte for byte:
+the copy, and ``fragment_headers``, which Flask's view uses too. Revocation
+(logout, a new password, a new zone, a lost admin flag) reaches the door
+at the commit, or within ``viewers.RECORD_SECONDS`` when Redis missed it.
+"""
+
+import time
+
+from itsdangerous import BadSignature
+from redis import RedisError
+from werkzeug.exceptions import SecurityError
+from werkzeug.wsgi import get_host
+
+from webapp.dashboard import viewers
+from webapp.dashboard.shared_fragments import copy_key, fragment_headers, poll_seconds
+from webapp.models import User
+from webapp.redis_client import request_redis
+
+# A session Flask would send again with every answer goes to Flask once signed this long ago.
+REFRESH_AGE = 60
+# The home page's live regions (the link page's ``link-stats`` is not one: see above).
+HOME_REGIONS = {
+    "dashboard.overview_fragment": "overview",
+    "dashboard.clicks_chart_fragment": "clicks-chart",
+    "dashboard.top_links_fragment": "top-links",
+    "dashboard.tables_fragment": "tables",
+}
+
+
+class FragmentDoor:
+    """WSGI middleware answering shared-copy hits of the home page's regions before Flask."""
+
+    def __init__(self, app, wsgi_app):
+        self.app = app
+        self.wsgi_app = wsgi_app
+        self.regions = region_paths(app)
+
+    def __call__(self, environ, start_response):
+        name = self.regions.get(environ.get("PATH_INFO")) if environ["REQUEST_METHOD"] == "GET" else None
+        body = None if name is None else self.stored_copy(name, self.app.request_class(environ))
+        if body is None:
+            return self.wsgi_app(environ, start_response)
+        start_response("200 OK", fragment_headers(body, self.app))
+        return [body]
+
+    def stored_copy(self, name, request):
+        """The bytes Flask would answer ``request`` for region ``name`` with, or None."""
+        if not self.trusted_host(request):
+            return None
+        viewer = self.signed_viewer(request)
+        if viewer is None:
+            return None
+        guard = request_redis(self.app)
+        if not guard.available:
+            return None
+        try:
+            html = self.copy_for(guard.client, name, request, viewer)
+        except RedisError:
+            guard.mark_down()  # Flask's view will not wait on it either
+            return None
+        return None if html is None else html.encode()
+
+    def copy_for(self, client, name, request, viewer):
+        """Two GETs: the viewer's record, then the copy its scope and zone key."""
+        user_id, epoch = viewer
+        namespace = self.app.config["CLICKBOARD_NAMESPACE"]
+        record = viewers.recorded(client, namespace, user_id)
+        if record is None or record[0] != epoch:
+            return None
+        _, scope, zone = record
+        return client.get(copy_key(namespace, name, scope, zone, request, poll_seconds(name, self.app)))
+
+    def signed_viewer(self, request):
+        """(user id, epoch) of the request's session, if Flask would take it as it is."""
+        interface = self.app.session_interface
+        session = interface.open_session(self.app, request)
+        if session is None or "_remember" in session:
+            return None  # no key to verify with; Flask-Login would set or clear a cookie
+        if interface.should_set_cookie(self.app, session) and self.signature_age(request) > REFRESH_AGE:
+            return None
+        user_id = session.get("_user_id")
+        return None if user_id is None else User.session_id_parts(user_id)
+
+    def signature_age(self, request):
+        """Seconds since the session cookie was signed (it verified a moment ago)."""
+        interface = self.app.session_interface
+        cookie = request.cookies.get(interface.get_cookie_name(self.app), "")
+        try:
+            _, signed_at = interface.get_signing_serializer(self.app).loads(cookie, return_timestamp=True)
+        except BadSignature:
+            return float("inf")
+        return time.time() - signed_at.timestamp()
+
+    def trusted_host(self, request):
+        try:
+            get_host(request.environ, self.app.config["TRUSTED_HOSTS"])
+        except SecurityError:
+            return False
+        return True
+
+
+def region_paths(app):
+    """{URL path: region name} of the home page's regions, from the app's own routes."""
+    return {
+        rule.rule: HOME_REGIONS[rule.endpoint]
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint in HOME_REGIONS and not rule.arguments
+    }
