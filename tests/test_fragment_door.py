@@ -234,14 +234,20 @@ def test_a_new_password_ends_the_door_for_the_old_sessions(app, user, clicks, fl
     assert poll(owner).status_code == 401 and flask_requests == ["/fragments/overview"]
 
 
-def test_a_new_time_zone_is_shown_at_the_next_poll(app, user, clicks, flask_requests):
+def test_a_new_time_zone_is_shown_at_the_next_poll(app, user, clicks, flask_requests, redis_client):
     owner = logged_in(app)
     assert "(UTC)" in poll(owner, "/fragments/clicks-chart").text
+    assert "(UTC)" in poll(owner, "/fragments/clicks-chart").text  # the door, on the old record
     db.session.get(User, user.id).time_zone = "Asia/Tokyo"
     db.session.commit()
     flask_requests.clear()
     chart = poll(owner, "/fragments/clicks-chart").text
     assert "(Asia/Tokyo)" in chart and flask_requests == ["/fragments/clicks-chart"]
+    redis_client.delete(viewers.record_key(app.config["CLICKBOARD_NAMESPACE"], user.id))  # time is up
+    poll(owner, "/fragments/clicks-chart")  # Flask: the new record
+    flask_requests.clear()
+    assert poll(owner, "/fragments/clicks-chart").text == chart  # the door, on the new record
+    assert flask_requests == []
 
 
 def test_a_stale_request_cannot_bring_a_forgotten_record_back(app, user, clicks, flask_requests):

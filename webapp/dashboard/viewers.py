@@ -50,9 +50,8 @@ def remember(pipe, namespace, user_id, epoch, scope, zone):
     pipe.set(record_key(namespace, user_id), record, ex=RECORD_SECONDS, nx=True)
 
 
-def recorded(client, namespace, user_id):
-    """(epoch, scope, zone) of the user's live record, or None (none, or a tombstone)."""
-    value = client.get(record_key(namespace, user_id))
+def parse(value):
+    """[epoch, scope, zone] of a stored record, or None (none, or a tombstone)."""
     return None if value is None else json.loads(value)
 
 
