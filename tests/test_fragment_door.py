@@ -12,6 +12,7 @@ import time
 
 import pytest
 from flask import request, request_started
+from flask_login.utils import _create_identifier
 from itsdangerous import TimestampSigner
 
 from tests.dashboard_helpers import (
@@ -28,7 +29,7 @@ from tests.dashboard_helpers import (
 )
 from webapp.auth.users import create_user
 from webapp.dashboard import viewers
-from webapp.dashboard.fragment_door import REFRESH_AGE
+from webapp.dashboard.fragment_door import REFRESH_AGE, login_identifier
 from webapp.dashboard.shared_fragments import render_counts
 from webapp.extensions import db
 from webapp.links import service
@@ -168,6 +169,35 @@ def test_a_refreshed_session_signed_just_now_is_served_by_the_door(app, clicks, 
     )
     flask_requests.clear()
     assert poll(fresh).status_code == 200 and flask_requests == []
+
+
+def test_a_session_seen_from_another_agent_goes_to_flask_once_which_marks_it_not_fresh(
+    app, clicks, flask_requests
+):
+    owner = logged_in(app)
+    poll(owner)
+    elsewhere = {"User-Agent": "another browser"}
+    flask_requests.clear()
+    answer = poll(owner, headers=elsewhere)
+    assert answer.status_code == 200 and flask_requests == ["/fragments/overview"]
+    assert "Set-Cookie" in answer.headers and session_data(owner, app)["_fresh"] is False
+    flask_requests.clear()
+    assert poll(owner, headers=elsewhere).status_code == 200 and flask_requests == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64)"},
+        {"X-Forwarded-For": "203.0.113.7, 10.0.0.1", "User-Agent": "curl/8.0"},
+        {"X-Forwarded-For": "2001:db8::1"},
+        {"User-Agent": "caf\u00e9"},
+    ],
+)
+def test_the_doors_session_identifier_is_flask_logins(app, headers):
+    with app.test_request_context("/fragments/overview", headers=headers) as context:
+        assert login_identifier(context.request) == _create_identifier()
 
 
 def test_no_cookie_goes_to_flask_and_gets_its_401(app, clicks, flask_requests):

@@ -13,7 +13,13 @@ same stored copy:
   serving it without Flask would not skip a Set-Cookie Flask owes: a
   session Flask refreshes on every request (permanent, with
   SESSION_REFRESH_EACH_REQUEST) goes to Flask once its signature is
-  ``REFRESH_AGE`` old, one asking to set or clear a remember cookie always;
+  ``REFRESH_AGE`` old, one asking to set or clear a remember cookie always.
+  (The sessions ``login_user`` makes here are not permanent: Flask never
+  sends them again unless they change, and the door serves them, like
+  Flask, until the session lifetime from their signature.) Nor would
+  Flask-Login's session protection change it: a session seen from another
+  address or agent than it was logged in from (``login_identifier``) and
+  not yet marked "not fresh" goes to Flask, which marks it;
 - the Host is one Flask trusts (else Flask's 400);
 - the user's viewer record (``viewers``) holds the cookie's epoch: Flask
   loaded that user with that epoch within ``viewers.RECORD_SECONDS``, and
@@ -30,6 +36,7 @@ the copy, and ``fragment_headers``, which Flask's view uses too. Revocation
 at the commit, or within ``viewers.RECORD_SECONDS`` when Redis missed it.
 """
 
+import hashlib
 import time
 
 from itsdangerous import BadSignature
@@ -122,6 +129,8 @@ class FragmentDoor:
             return None  # no key to verify with; Flask-Login would set or clear a cookie
         if interface.should_set_cookie(self.app, session) and self.signature_age(request) > REFRESH_AGE:
             return None
+        if not self.kept_by_session_protection(session, request):
+            return None
         user_id = session.get("_user_id")
         return None if user_id is None else User.session_id_parts(user_id)
 
@@ -135,12 +144,32 @@ class FragmentDoor:
             return float("inf")
         return time.time() - signed_at.timestamp()
 
+    def kept_by_session_protection(self, session, request):
+        """Whether Flask-Login's session protection would leave the session as it is."""
+        mode = self.app.config.get("SESSION_PROTECTION", self.app.login_manager.session_protection)
+        if mode not in ("basic", "strong") or session.get("_id") == login_identifier(request):
+            return True
+        # Basic marks the session not fresh (a new cookie) unless it is already; strong ends it.
+        return mode == "basic" and session.get("_fresh") is False
+
     def trusted_host(self, request):
         try:
             get_host(request.environ, self.app.config["TRUSTED_HOSTS"])
         except SecurityError:
             return False
         return True
+
+
+def login_identifier(request):
+    """Flask-Login's ``_create_identifier`` (the default session identifier) for ``request``, which
+    it reads from the request context the door has not got; tests hold the two equal."""
+    address = request.headers.get("X-Forwarded-For", request.remote_addr)
+    if address is not None:
+        address = address.encode("utf-8").split(b",")[0].strip()
+    agent = request.headers.get("User-Agent")
+    if agent is not None:
+        agent = agent.encode("utf-8")
+    return hashlib.sha512(f"{address}|{agent}".encode()).hexdigest()
 
 
 def region_paths(app):

@@ -44,10 +44,9 @@ from flask_login import current_user
 from redis import RedisError
 from redis.exceptions import LockError
 
-from webapp import security_headers
+from webapp import keys, security_headers
 from webapp.dashboard import bp, viewers
 from webapp.dashboard.insights import zone_name
-from webapp.keys import app_key, key
 from webapp.models import User
 from webapp.redis_client import request_redis
 
@@ -98,12 +97,13 @@ def copy_key(namespace, name, scope, zone, place, seconds):
         "seconds": seconds,
     }
     digest = hashlib.sha256(json.dumps(decides, sort_keys=True).encode()).hexdigest()[:32]
-    return key(namespace, "fragment", name, digest)
+    return keys.key(namespace, "fragment", name, digest)
 
 
 def fragment_headers(body, app=None):
     """Every header of a shared fragment's answer (``body``: its bytes), from Flask's view or the
-    door; Flask's session adds its Vary itself, and the after-request hook finds its own here."""
+    door: Flask's after-request hook and session find theirs already here, so whatever is added
+    here reaches both doors, and the door's answer stays Flask's."""
     return [
         ("Content-Type", HTML),
         ("Content-Length", str(len(body))),
@@ -113,7 +113,7 @@ def fragment_headers(body, app=None):
 
 
 def renders_key():
-    return app_key("fragment-renders")
+    return keys.app_key("fragment-renders")
 
 
 def render_counts(client):
