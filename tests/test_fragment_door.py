@@ -8,7 +8,10 @@ epoch, zone or admin flag changed, no copy, no Redis, an untrusted host, a
 session Flask would send again) reaches Flask, which answers as before.
 """
 
+import html
+import re
 import time
+from urllib.parse import urlsplit
 
 import pytest
 from flask import request, request_started
@@ -29,7 +32,7 @@ from tests.dashboard_helpers import (
 )
 from webapp.auth.users import create_user
 from webapp.dashboard import viewers
-from webapp.dashboard.fragment_door import REFRESH_AGE, login_identifier
+from webapp.dashboard.fragment_door import REFRESH_AGE, FragmentDoor, login_identifier
 from webapp.dashboard.shared_fragments import render_counts
 from webapp.extensions import db
 from webapp.links import service
@@ -38,6 +41,7 @@ from webapp.redis_client import request_redis
 
 FRAGMENTS = ("/fragments/overview", "/fragments/clicks-chart", "/fragments/top-links", "/fragments/tables")
 HTMX = {"HX-Request": "true"}
+LIVE_REGION = re.compile(r'hx-get="([^"]+)" hx-trigger="cb:poll" data-live-seconds=')
 
 
 @pytest.fixture
@@ -141,6 +145,14 @@ def test_an_old_session_flask_never_refreshes_is_served_without_a_cookie(
     answer = poll(old)
     assert answer.status_code == 200 and flask_requests == []
     assert "Set-Cookie" not in answer.headers
+
+
+def test_the_door_knows_every_live_region_of_the_home_page(app, clicks):
+    page = logged_in(app).get("/").text
+    polled = {urlsplit(html.unescape(url)).path for url in LIVE_REGION.findall(page)}
+    door = app.wsgi_app.wsgi_app  # under the redirect's fast path
+    assert isinstance(door, FragmentDoor)
+    assert set(door.regions) == polled
 
 
 # --- handed to Flask --------------------------------------------------------------------
@@ -285,12 +297,10 @@ def test_a_stale_request_cannot_bring_a_forgotten_record_back(app, user, clicks,
     poll(owner)
     db.session.get(User, user.id).end_sessions()
     db.session.commit()
-    with app.test_request_context("/fragments/overview"):
-        # What a request that loaded the user before that commit would store after it.
-        namespace = app.config["CLICKBOARD_NAMESPACE"]
-        with request_redis().client.pipeline() as pipe:
-            viewers.remember(pipe, namespace, user.id, 0, f"owner:{user.id}", "UTC")
-            assert pipe.execute() == [None]  # refused: the tombstone is there
+    # What a request that loaded the user before that commit would store after it.
+    with request_redis(app).client.pipeline() as pipe:
+        viewers.remember(pipe, app.config["CLICKBOARD_NAMESPACE"], user.id, 0, f"owner:{user.id}", "UTC")
+        assert pipe.execute() == [None]  # refused: the tombstone is there
     flask_requests.clear()
     assert poll(owner).status_code == 401 and flask_requests == ["/fragments/overview"]
 

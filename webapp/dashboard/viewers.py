@@ -13,7 +13,8 @@ database check) at least once per ``RECORD_SECONDS``. A commit that
 changes what the record holds (the epoch: logout, password change; the
 zone; the admin flag) or deletes the user replaces it with a tombstone for
 as long: a request that loaded the user before that commit and writes its
-record after it cannot bring the old state back (NX fails). What nothing
+record after it (a request lasts far less than that: gunicorn's timeout)
+cannot bring the old state back (NX fails). What nothing
 here can cover (Redis unreachable at that commit, a bulk UPDATE that
 bypasses the ORM) lasts until the record expires: ``RECORD_SECONDS``.
 """
@@ -57,8 +58,10 @@ def parse(value):
 
 def forget(user_ids):
     """Replace these users' records with tombstones. Redis down: their records expire anyway."""
+    if not user_ids:
+        return  # most commits (every drain's) change no user
     guard = request_redis()
-    if not user_ids or not guard.available:
+    if not guard.available:
         return
     namespace = current_app.config["CLICKBOARD_NAMESPACE"]
     try:
