@@ -18,6 +18,7 @@ import time
 from urllib.parse import urlencode
 
 import requests
+from urllib3.util import SKIP_HEADER
 
 from bench import clicks, wrk
 from webapp.auth.users import create_user
@@ -61,8 +62,14 @@ def populate(links, click_count):
 
 
 def login(base_url):
-    """Log in through the form; return the ``Cookie`` header value of the logged-in session."""
+    """Log in through the form; return the ``Cookie`` header value of the logged-in session.
+
+    Without a User-Agent, as wrk and the pollers send theirs: the session is theirs for
+    Flask-Login's session protection, which would otherwise answer each of them with a new
+    cookie (marked not fresh) that a browser keeps but they never send back.
+    """
     session = requests.Session()
+    session.headers["User-Agent"] = SKIP_HEADER  # none at all: urllib3 would add its own
     page = session.get(base_url + "/login", timeout=10)
     field = CSRF_INPUT.search(page.text)
     token = field and re.search(r'value="([^"]*)"', field.group(0))

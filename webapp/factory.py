@@ -25,6 +25,7 @@ from webapp.auth import views as auth_views
 from webapp.celery_app import celery_init_app
 from webapp.clicks import setup as clicks_setup
 from webapp.config import ConfigError, finish_config, instance_path, load_config
+from webapp.dashboard.fragment_door import FragmentDoor
 from webapp.extensions import csrf, db, htmx, login_manager, migrate
 from webapp.links.importer import MAX_BYTES as IMPORT_MAX_BYTES
 from webapp.reports import views as report_views
@@ -83,7 +84,8 @@ def create_app(test_config=None):
     register_blueprints(app)
     register_errorhandlers(app)
     register_commands(app)
-    app.wsgi_app = redirects.CachedRedirects(app, app.wsgi_app)
+    # Two doors before Flask, each for the hits it can answer alone: redirects, then polls.
+    app.wsgi_app = redirects.CachedRedirects(app, FragmentDoor(app, app.wsgi_app))
     return app
 
 

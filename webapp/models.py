@@ -58,6 +58,15 @@ class User(UserMixin, db.Model):
     def get_id(self):
         return f"{self.id}:{self.session_epoch or 0}"
 
+    @staticmethod
+    def session_id_parts(session_id):
+        """(user id, session epoch) of a session id ``get_id`` made, or None if it is not one
+        (a session from before epochs, or a forged one)."""
+        user_id, _, epoch = str(session_id).partition(":")
+        if not (user_id.isdigit() and epoch.isdigit()):
+            return None
+        return int(user_id), int(epoch)
+
     def end_sessions(self):
         """Make every session of this user, on any browser, invalid from now on."""
         self.session_epoch = (self.session_epoch or 0) + 1

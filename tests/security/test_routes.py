@@ -13,6 +13,7 @@ page that shows it.
 import re
 
 import pytest
+from flask import request_started
 
 from tests.dashboard_helpers import OTHER_EMAIL, OTHER_PASSWORD, csrf_token, logged_in, record, visitor
 from webapp.auth.tokens import issue_token
@@ -222,6 +223,30 @@ def test_the_redirects_fast_path_carries_them_too(app, client, link):
     for response in (first, second):
         assert response.status_code == 302
         assert all(name in response.headers for name in SECURITY_HEADERS)
+
+
+def test_the_fragment_doors_answers_carry_them_too_with_hsts(make_app, user):
+    app = make_app(PUBLIC_BASE_URL="https://s.example.com")
+    session = {"_user_id": user.get_id(), "_fresh": False}  # not fresh: the door may take it anywhere
+    cookie = app.session_interface.get_signing_serializer(app).dumps(session)
+    client = app.test_client(use_cookies=False)
+    flask_requests = []
+    request_started.connect(flask_requests.append, app, weak=False)
+    try:
+        first, second = (
+            client.get(
+                "/fragments/overview",
+                base_url="https://s.example.com",
+                headers={"Cookie": f"session={cookie}", "HX-Request": "true"},
+            )
+            for _ in range(2)
+        )
+    finally:
+        request_started.disconnect(flask_requests.append, app)
+    assert len(flask_requests) == 1  # the second answer came from the door
+    assert first.status_code == second.status_code == 200
+    assert list(second.headers.items()) == list(first.headers.items())
+    assert all(name in second.headers for name in (*SECURITY_HEADERS, "Strict-Transport-Security"))
 
 
 def test_hsts_and_secure_cookies_once_the_public_address_is_https(make_app, user):

@@ -26,11 +26,12 @@ class LoginForm(FlaskForm):
 @login_manager.user_loader
 def load_user(session_id):
     """The user of a session id ``<user id>:<session epoch>`` (``User.get_id``), if still valid."""
-    user_id, _, epoch = session_id.partition(":")
-    if not (user_id.isdigit() and epoch.isdigit()):
-        return None  # a session from before epochs, or a forged one: log in again
-    user = db.session.get(User, int(user_id))
-    return user if user is not None and user.session_epoch == int(epoch) else None
+    parts = User.session_id_parts(session_id)
+    if parts is None:
+        return None  # log in again
+    user_id, epoch = parts
+    user = db.session.get(User, user_id)
+    return user if user is not None and user.session_epoch == epoch else None
 
 
 @login_manager.unauthorized_handler
