@@ -188,6 +188,14 @@ def test_a_target_with_non_ascii_text_is_sent_percent_encoded(client, user):
     assert locations == {"https://example.com/caf%C3%A9?q=na%C3%AFve"}
 
 
+def test_a_cached_slug_asked_for_under_a_forged_host_gets_flask_s_400(app, client, redis_client, link):
+    follow(client)
+    forged = client.get("/r/launch", headers={"Host": "evil.example"})
+    assert (forged.status_code, forged.headers.get("Location")) == (400, None)
+    assert follow(client).status_code == 302  # the cache entry still serves trusted hosts
+    assert len(shipped_clicks(app, redis_client)) == 2  # the forged request captured no click
+
+
 def test_a_cached_slug_answers_other_methods_through_flask(client, link, flask_requests):
     follow(client)
     assert follow(client, method="POST").status_code == 405

@@ -26,6 +26,7 @@ from webapp.clicks.events import encode_click
 from webapp.client_address import client_ip, trusted_proxies
 from webapp.links.cache import local_link_cache
 from webapp.links.service import REDIRECT_CODES
+from webapp.trusted_hosts import host_is_trusted
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +127,8 @@ class CachedRedirects:
         path = environ.get("PATH_INFO", "")
         if not path.startswith(PREFIX) or environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
             return None
-        if self.app.config["CLICK_CAPTURE_MODE"] != "batch":
-            return None
+        if self.app.config["CLICK_CAPTURE_MODE"] != "batch" or not host_is_trusted(environ, self.app):
+            return None  # a forged Host gets Flask's 400, as every other path does
         slug = path[len(PREFIX) :]
         if not PLAUSIBLE_SLUG.fullmatch(slug):
             return None

@@ -41,13 +41,12 @@ import time
 
 from itsdangerous import BadSignature
 from redis import RedisError
-from werkzeug.exceptions import SecurityError
-from werkzeug.wsgi import get_host
 
 from webapp.dashboard import viewers
 from webapp.dashboard.shared_fragments import copy_key, fragment_headers, poll_seconds
 from webapp.models import User
 from webapp.redis_client import request_redis
+from webapp.trusted_hosts import host_is_trusted
 
 # A session Flask would send again with every answer goes to Flask once signed this long ago.
 REFRESH_AGE = 60
@@ -81,7 +80,7 @@ class FragmentDoor:
 
     def stored_copy(self, name, request):
         """The bytes Flask would answer ``request`` for region ``name`` with, or None."""
-        if not self.trusted_host(request):
+        if not host_is_trusted(request.environ, self.app):
             return None
         viewer = self.signed_viewer(request)
         if viewer is None:
@@ -151,13 +150,6 @@ class FragmentDoor:
             return True
         # Basic marks the session not fresh (a new cookie) unless it is already; strong ends it.
         return mode == "basic" and session.get("_fresh") is False
-
-    def trusted_host(self, request):
-        try:
-            get_host(request.environ, self.app.config["TRUSTED_HOSTS"])
-        except SecurityError:
-            return False
-        return True
 
 
 def login_identifier(request):
