@@ -161,9 +161,12 @@ def seed_on_server(database_url, count, log=print, days=SERVER_SEED_DAYS, seed_v
             "SELECT count(*) FROM page_view_day_histogram"
         ).fetchone()[0]
         for table in ("page_view", "page_view_histogram", "page_view_day_histogram"):
-            # page_view is partitioned by month: its size is its partitions'.
+            # page_view is partitioned by month: its size is its partitions' (a table that is
+            # not partitioned has no partition tree, and is its own size).
             size = conn.execute(
-                "SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree(%s)", (table,)
+                "SELECT coalesce((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree(%s)),"
+                " pg_total_relation_size(%s))",
+                (table, table),
             ).fetchone()[0]
             figures[f"{table}_mb"] = size / 2**20
     figures["ok"] = figures["rows"] == count
@@ -184,7 +187,9 @@ def drop_secondary_indexes(conn):
     ).fetchall()
     for name, _ in definitions:
         conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
-    return [definition for _, definition in definitions]
+    # page_view is partitioned: pg_indexes gives its indexes as "ON ONLY page_view", which
+    # would build an invalid index on the parent and none on the partitions.
+    return [definition.replace(" ON ONLY ", " ON ", 1) for _, definition in definitions]
 
 
 def add_histograms(database_url):
