@@ -39,6 +39,7 @@ PROBE_EVERY_S = 0.05
 READ_EVERY_S = 0.02
 LAG_TARGET_S = 1.0
 RECOVERY_LIMIT_S = 30.0
+FINAL_WAIT_S = 5.0  # at the end, how long the last probes may take to be counted
 
 
 class Probe:
@@ -49,11 +50,11 @@ class Probe:
         self.answered = []  # time each probe's 302 arrived, in order
         self.lags = []  # (time the count was seen, lag) per probe click
         self.errors = 0
+        self.clicks_stopped = threading.Event()
         self.stopped = threading.Event()
-        self.threads = [
-            threading.Thread(target=self.click, daemon=True),
-            threading.Thread(target=self.read, daemon=True),
-        ]
+        self.clicker = threading.Thread(target=self.click, daemon=True)
+        self.reader = threading.Thread(target=self.read, daemon=True)
+        self.threads = [self.clicker, self.reader]
 
     def __enter__(self):
         for thread in self.threads:
@@ -61,13 +62,19 @@ class Probe:
         return self
 
     def __exit__(self, *exc_info):
+        # The last probes answered are still on their way to the count: stop clicking, let
+        # the reader see them (or give up after FINAL_WAIT_S), then stop reading.
+        self.clicks_stopped.set()
+        self.clicker.join(timeout=10)
+        deadline = time.time() + FINAL_WAIT_S
+        while len(self.lags) < len(self.answered) and time.time() < deadline:
+            time.sleep(READ_EVERY_S)
         self.stopped.set()
-        for thread in self.threads:
-            thread.join(timeout=10)
+        self.reader.join(timeout=10)
 
     def click(self):
         session = requests.Session()
-        while not self.stopped.wait(PROBE_EVERY_S):
+        while not self.clicks_stopped.wait(PROBE_EVERY_S):
             try:
                 answer = session.get(f"{self.base_url}/r/lag-probe", allow_redirects=False, timeout=5)
             except requests.RequestException:
@@ -157,8 +164,9 @@ def run(stack, duration, log=print):
         time.sleep(2)
         result["spike"] = percentiles(probe.lags_between(spike_start, time.time()))
         result["recovery_s"] = recovery_seconds(probe, spike_end, RECOVERY_LIMIT_S / 2)
-        result["probe_errors"] = probe.errors
-        result["probes"] = len(probe.answered)
-        result["probes_counted"] = len(probe.lags)
-    result["ok"] = result["probes_counted"] >= result["probes"] - 1 and not probe.errors
+    # After the probe's exit, which waits for the last probes to be counted.
+    result["probe_errors"] = probe.errors
+    result["probes"] = len(probe.answered)
+    result["probes_counted"] = len(probe.lags)
+    result["ok"] = result["probes_counted"] == result["probes"] and not probe.errors
     return result
