@@ -43,7 +43,7 @@ from itsdangerous import BadSignature
 from redis import RedisError
 
 from webapp.dashboard import viewers
-from webapp.dashboard.shared_fragments import copy_key, fragment_headers, poll_seconds
+from webapp.dashboard.shared_fragments import SHARED_NAME, copy_key, fragment_headers, poll_seconds
 from webapp.models import User
 from webapp.redis_client import request_redis
 from webapp.trusted_hosts import host_is_trusted
@@ -52,13 +52,6 @@ from webapp.trusted_hosts import host_is_trusted
 REFRESH_AGE = 60
 # Users whose last record a process keeps (a few dozen bytes each) before it starts again.
 SEEN_USERS = 10_000
-# The home page's live regions (the link page's ``link-stats`` is not one: see above).
-HOME_REGIONS = {
-    "dashboard.overview_fragment": "overview",
-    "dashboard.clicks_chart_fragment": "clicks-chart",
-    "dashboard.top_links_fragment": "top-links",
-    "dashboard.tables_fragment": "tables",
-}
 
 
 class FragmentDoor:
@@ -165,9 +158,11 @@ def login_identifier(request):
 
 
 def region_paths(app):
-    """{URL path: region name} of the home page's regions, from the app's own routes."""
-    return {
-        rule.rule: HOME_REGIONS[rule.endpoint]
-        for rule in app.url_map.iter_rules()
-        if rule.endpoint in HOME_REGIONS and not rule.arguments
-    }
+    """{URL path: region name} of the regions ``shared_fragment`` shares whole (the home
+    page's), from the app's own routes and views."""
+    regions = {}
+    for rule in app.url_map.iter_rules():
+        name = getattr(app.view_functions[rule.endpoint], SHARED_NAME, None)
+        if name is not None and not rule.arguments:
+            regions[rule.rule] = name
+    return regions

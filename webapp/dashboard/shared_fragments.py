@@ -57,6 +57,8 @@ RENDER_LOCK_SECONDS = 5.0
 RENDER_WAIT_SECONDS = 2.0
 WAIT_STEP_SECONDS = 0.005
 HTML = "text/html; charset=utf-8"
+# The attribute ``shared_fragment`` gives a view: its region name.
+SHARED_NAME = "shared_fragment_name"
 
 
 @bp.app_template_global("poll_seconds")
@@ -122,13 +124,18 @@ def render_counts(client):
 
 
 def shared_fragment(name):
-    """Decorate a fragment view returning HTML: its answer shared for ``poll_seconds(name)``."""
+    """Decorate a fragment view returning HTML: its answer shared for ``poll_seconds(name)``.
+
+    The view's answer depends on nothing but what ``copy_key`` keys, so the door before
+    Flask may serve it too: it finds such views by ``SHARED_NAME`` (a view that checks
+    access first, as a link page's statistics do, calls ``shared_html`` itself instead)."""
 
     def decorate(view):
         @wraps(view)
         def shared_view(*args, **kwargs):
             return shared_html(name, lambda: view(*args, **kwargs))
 
+        setattr(shared_view, SHARED_NAME, name)
         return shared_view
 
     return decorate

@@ -151,7 +151,7 @@ def slow_views_by_url(conn, params, chunks):
                 PageViewUrl, PageViewUrl.url_key == per_page.c.url_key
             )
         )
-    ms = PageView.response_time_ms
+    raw_ms = PageView.response_time_ms
     for start, end in partial:
         # One SELECT per partial day, not one over an OR of their ranges: PostgreSQL reads
         # a single range through the index (and its month's partition), but an OR of
@@ -160,10 +160,10 @@ def slow_views_by_url(conn, params, chunks):
             select(
                 PageView.url,
                 func.count().label("views"),
-                func.sum(ms).label("sum_ms"),
-                func.max(ms).label("max_ms"),
+                func.sum(raw_ms).label("sum_ms"),
+                func.max(raw_ms).label("max_ms"),
             )
-            .where(*raw_filter(conn, params, start, end), ms >= params.min_ms)
+            .where(*raw_filter(conn, params, start, end), raw_ms >= params.min_ms)
             .group_by(PageView.url)
         )
     return union_all(*parts).subquery()
