@@ -8,11 +8,15 @@ workers, not the app. A browser polling every few seconds does not do that.
 
 Here each of N pollers (asyncio, one process) sends its next request on its
 own schedule, ``interval`` seconds after the previous one was sent (or at
-once if that one took longer), each on a fresh connection opened when it is
-sent (``Connection: close``, as the sync worker answers anyway). Latency is
-from opening the connection to the last byte of the response. The pollers
-start at random offsets within the first interval, so they do not arrive in
-step. Several groups (dashboards, clicks) run side by side in one loop.
+once if that one took longer). A group either opens a fresh connection for
+every request (``Connection: close``: a visitor following a short link, or
+what a sync worker answers anyway) or, with ``keep_alive``, keeps one per
+poller and sends over it again, as a browser with an open dashboard does
+(it opens a new one whenever the server closed the last). Latency is from
+sending (opening the connection first, when there is none) to the last byte
+of the response. The pollers start at random offsets within the first
+interval, so they do not arrive in step. Several groups (dashboards,
+clicks) run side by side in one loop.
 
 One Python process opens about a thousand connections a second at most,
 so ``run_split`` spreads the pollers over several processes (each a share
@@ -40,46 +44,83 @@ class Group:
     interval: float
     accept: tuple = (200,)  # the statuses that count as answered
     headers: dict = field(default_factory=dict)
+    keep_alive: bool = False  # one connection per poller, reused while the server keeps it
 
     @property
     def offered_per_sec(self):
         return self.pollers / self.interval
 
 
-async def fetch(host, port, path, headers):
-    """(status, seconds) of one GET on a fresh connection; status 0 for a failure."""
-    started = time.perf_counter()
-    writer = None
-    try:
-        reader, writer = await asyncio.open_connection(host, port)
-        lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close"]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-        await writer.drain()
-        status_line = await reader.readline()
-        await reader.read()  # to the end: the server closes after the response
-        status = int(status_line.split()[1])
-    except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
-        status = 0
-    finally:
-        if writer is not None:
-            writer.close()
-    return status, time.perf_counter() - started
+class Connection:
+    """One poller's HTTP/1.1 connection: opened when needed, kept while the server keeps it."""
+
+    def __init__(self, host, port, keep_alive):
+        self.host, self.port, self.keep_alive = host, port, keep_alive
+        self.reader = self.writer = None
+
+    async def get(self, path, headers):
+        """The status of one GET (0 for a failure), on this connection or a new one."""
+        try:
+            if self.writer is None:
+                self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            lines = [f"GET {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
+            lines += [] if self.keep_alive else ["Connection: close"]
+            lines += [f"{name}: {value}" for name, value in headers.items()]
+            self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+            await self.writer.drain()
+            status, kept = await read_response(self.reader)
+        except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
+            status, kept = 0, False
+        if not (kept and self.keep_alive):
+            self.close()
+        return status
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def read_response(reader):
+    """(status, whether the connection stays open) of one response, read to its last byte."""
+    status_line = await reader.readline()
+    status = int(status_line.split()[1])
+    fields = {}
+    while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        fields[name.strip().lower()] = value.strip().lower()
+    kept = status_line.startswith(b"HTTP/1.1") and fields.get("connection") != "close"
+    if "content-length" in fields:
+        await reader.readexactly(int(fields["content-length"]))
+    elif fields.get("transfer-encoding") == "chunked":
+        while (size := int((await reader.readline()).split(b";")[0], 16)) > 0:
+            await reader.readexactly(size + 2)
+        await reader.readline()  # no trailers are sent: the blank line after the last chunk
+    else:
+        await reader.read()  # the body runs to the end of the connection
+        kept = False
+    return status, kept
 
 
 async def poller(host, port, group, until, samples, rng):
     index = rng.randrange(len(group.paths))
     next_at = time.perf_counter() + rng.random() * group.interval
+    connection = Connection(host, port, group.keep_alive)
     while True:
-        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+        # Not past the end: a poller sleeping out its last interval would stretch the run's
+        # seconds, and the requests per second reported would come out short of those sent.
+        await asyncio.sleep(max(0.0, min(next_at, until) - time.perf_counter()))
         if time.perf_counter() >= until:
+            connection.close()
             return
         next_at += group.interval
+        started = time.perf_counter()
         try:
-            fetched = fetch(host, port, group.paths[index], group.headers)
-            samples.append((group.paths[index], *await asyncio.wait_for(fetched, TIMEOUT_S)))
+            status = await asyncio.wait_for(connection.get(group.paths[index], group.headers), TIMEOUT_S)
         except TimeoutError:
-            samples.append((group.paths[index], 0, TIMEOUT_S))
+            connection.close()
+            status = 0
+        samples.append((group.paths[index], status, time.perf_counter() - started))
         index = (index + 1) % len(group.paths)
         next_at = max(next_at, time.perf_counter())
 

@@ -147,7 +147,9 @@ def fragments_lines(result):
         f"  closed loop (all but paced): each connection sends again as soon as it is answered, so with"
         f" {cfg['pollers']} connections on a few workers most of the latency is waiting in line (about"
         " connections ÷ req/s). paced (open loop, bench/poller.py): each of the dashboards sends the next URL"
-        " once a second on a fresh connection while 200 clicks/s arrive the same way: 100 open dashboards"
+        " once a second on a fresh connection while 200 clicks/s arrive the same way: 100 open dashboards."
+        " 1,000 dashboards: the same, each dashboard on a connection it keeps open between polls, as a"
+        " browser does (a sync worker closes it after each answer)"
     )
     return lines
 

@@ -37,11 +37,11 @@ import subprocess
 import sys
 import threading
 
+from tests import processes
 from webapp import PROJECT_ROOT
 
 LIBC = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNET = 0x40000000
-PR_SET_PDEATHSIG = 1
 NETNS_DIR = "/var/run/netns"
 # Names this module gives: bridge cb<pid>b, namespaces and veths cb<pid>h<n> (IFNAMSIZ is 16).
 OUR_NAME = re.compile(r"cb(\d+)(?:b|h\d+)")
@@ -82,18 +82,11 @@ def join_namespace(namespace):
 
 
 def in_host(namespace=None, death_signal=signal.SIGTERM):
-    """A ``preexec_fn``: die with the test (``death_signal``), then join ``namespace``.
-
-    SIGTERM by default, so gunicorn's master and Celery's main process take
-    their own children down with them; a test killed before the child's
-    prctl leaves a child whose parent is already gone, which exits at once.
-    """
-    parent = os.getpid()
+    """A ``preexec_fn``: die with the test (``processes.die_with_test``), then join ``namespace``."""
+    die_with_test = processes.die_with_test(death_signal)
 
     def prepare():
-        LIBC.prctl(PR_SET_PDEATHSIG, death_signal)
-        if os.getppid() != parent:
-            os._exit(1)
+        die_with_test()
         if namespace:
             join_namespace(namespace)
 

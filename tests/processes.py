@@ -1,12 +1,14 @@
 """Real processes for integration tests: redis-server, Celery worker and beat, gunicorn.
 
 Each runs as a subprocess with its own environment (the same variables a
-deployment sets), its output in a log file the failure message points at.
+deployment sets), its output in a log file the failure message points at,
+and dies with the test process even when that is killed (``die_with_test``).
 ``ClickLogWriter`` is a small process that writes a click log and then dies
 or stays alive, for the tests of orphaned click logs.
 """
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -20,6 +22,28 @@ import requests
 from webapp import PROJECT_ROOT, embedded_redis
 
 BIN = os.path.dirname(sys.executable)
+LIBC = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_test(death_signal=signal.SIGTERM):
+    """A ``preexec_fn``: the kernel sends the child ``death_signal`` when the test process dies,
+    however it dies (a SIGKILL runs no fixture's cleanup), so nothing a run starts outlives it.
+
+    SIGTERM by default, so gunicorn's master and Celery's main process take
+    their own children down with them. The kernel watches the thread that
+    started the child: start processes from the test's main thread. A test
+    killed before the child's prctl leaves a child whose parent is already
+    gone, which exits at once.
+    """
+    parent = os.getpid()
+
+    def prepare():
+        LIBC.prctl(PR_SET_PDEATHSIG, death_signal)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return prepare
 
 
 def free_port():
@@ -80,7 +104,9 @@ class RedisServer:
             port = self.port or free_port()
             try:
                 # Append-only on, as in `make run`: a restart must keep the buffer.
-                process = embedded_redis.start(port, self.data_dir, appendonly=True)
+                process = embedded_redis.start(
+                    port, self.data_dir, appendonly=True, preexec_fn=die_with_test()
+                )
             except RuntimeError:
                 if self.port or attempt == self.ATTEMPTS - 1:
                     raise
@@ -119,7 +145,7 @@ class ManagedProcess:
         self.log_path = os.path.join(log_dir, f"{name}.log")
         self.pass_fds = pass_fds
         # Run in the child before exec: tests/netns.py enters a network namespace there.
-        self.preexec_fn = preexec_fn
+        self.preexec_fn = preexec_fn or die_with_test()
         self.process = None
 
     def start(self):
@@ -268,6 +294,7 @@ class ClickLogWriter:
             [sys.executable, "-c", CLICK_LOG_WRITER, str(directory), redis_url],
             cwd=PROJECT_ROOT,
             stdin=subprocess.PIPE,
+            preexec_fn=die_with_test(),
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -16,7 +16,7 @@ import time
 import redis
 from redis.cluster import RedisCluster
 
-from tests.processes import free_port, wait_for
+from tests.processes import die_with_test, free_port, wait_for
 from webapp import embedded_redis
 
 NODES = 3
@@ -51,7 +51,9 @@ class ClusterNode:
             "--cluster-require-full-coverage", "no",
         ]  # fmt: skip
         os.makedirs(self.data_dir, exist_ok=True)
-        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_test()
+        )
         embedded_redis.wait_until_ready(self.port, self.process)
 
     def client(self):

@@ -7,7 +7,6 @@ its watchdog ends the rest even then.
 """
 
 import contextlib
-import ctypes
 import json
 import os
 import pathlib
@@ -18,7 +17,7 @@ import sys
 import pytest
 import requests
 
-from tests.processes import free_port, wait_for
+from tests.processes import die_with_test, free_port, wait_for
 from webapp import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
@@ -28,16 +27,11 @@ NOT_INHERITED = (
     "REDIS_URL", "CELERY_BROKER_URL", "DATABASE_URL", "SECRET_KEY", "CLICKBOARD_NAMESPACE",
     "CLICKBOARD_DEV", "EMBEDDED_REDIS_PORT", "CLICKBOARD_INSTANCE_PATH", "PORT", "FLASK_APP",
 )  # fmt: skip
-PR_SET_PDEATHSIG = 1
 
 
 def plain_environment(instance, **settings):
     env = {name: value for name, value in os.environ.items() if name not in NOT_INHERITED}
     return {**env, "CLICKBOARD_INSTANCE_PATH": str(instance), **settings}
-
-
-def die_with_parent():
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def run_flask(instance, *args):
@@ -70,7 +64,7 @@ class DevRun:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=die_with_parent,
+                preexec_fn=die_with_test(),
             )
         self.url = f"http://127.0.0.1:{self.port}"
         wait_for(self.healthy, timeout=120, interval=0.5, message=f"make run to be healthy ({self.log_path})")
