@@ -32,7 +32,7 @@ run: $(VENV)/.installed ## Start web, worker, beat and an embedded Redis on http
 
 test: lint suite ## Lint, then the whole test suite on every core (PYTEST_ARGS=..., TEST_WORKERS=N)
 
-suite: $(VENV)/.installed-dev ## The whole test suite without lint (what .ci/run runs per pass)
+suite: $(VENV)/.installed-dev ## The whole test suite without lint (.ci/run's PostgreSQL pass)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed-dev ## Run the tests that need no worker or server processes

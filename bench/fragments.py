@@ -150,10 +150,10 @@ def wait_drained(stack, stream, log, timeout=DRAINED_WITHIN_S):
     are measured while 200 clicks/s flow, not while the worker works off a backlog."""
     deadline = time.monotonic() + timeout
     with stack.redis.client() as client:
-        while client.xlen(stream) and time.monotonic() < deadline:
+        while (buffered := client.xlen(stream)) and time.monotonic() < deadline:
             time.sleep(0.5)
-        if client.xlen(stream):
-            log(f"  warning: {client.xlen(stream)} click entries still buffered after {timeout} s")
+    if buffered:
+        log(f"  warning: {buffered} click entries still buffered after {timeout} s")
 
 
 def live_regions(base_url, cookie):
